@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+import torch
+
+from harness.pyramid import make_plan
+
+
+def random_valid_plans(form, num_frames, num_stages, upsample, count, seed):
+    """Seeded random valid plans with K stages (rejection sampling on make_plan)."""
+    rng = np.random.default_rng(seed)
+    plans = []
+    while len(plans) < count:
+        jumps = tuple(sorted(rng.uniform(0.02, 0.98, num_stages - 1), reverse=True))
+        steps = tuple(int(n) for n in rng.integers(1, 9, num_stages))
+        try:
+            plans.append(make_plan(form, num_frames, jumps, steps, upsample))
+        except ValueError:
+            continue
+    return plans
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
