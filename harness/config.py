@@ -1,0 +1,218 @@
+"""One frozen config for training and sampling. Defaults are the CPU reference recipe.
+
+Overrides are `key=value` strings (CLI) or dicts (code, TOML files in
+`baselines/`); each value is parsed and checked against the field's type, and
+an unknown key fails with the list of valid ones. The resolved config goes into
+every checkpoint and run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from harness.forms import get_form
+from harness.pyramid import StagePlan, make_plan
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+METHODS = ("vanilla", "tpdiff")
+
+# the only fields in which a matched vanilla / TPDiff pair may differ
+METHOD_FIELDS = (
+    "name",
+    "method",
+    "num_stages",
+    "jump_points",
+    "stage_steps",
+    "upsample",
+    "align",
+    "renoise",
+    "stage_weighting",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    # run
+    name: str = "dit-flow-tpdiff"
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    # method (the only differences inside a matched pair)
+    method: str = "tpdiff"  # vanilla | tpdiff
+    num_stages: int = 3
+    jump_points: tuple[float, ...] = ()  # empty: uniform, u = 1 - k/K
+    stage_steps: tuple[int, ...] = ()  # sampling steps per stage; empty: sample_steps split evenly
+    upsample: str = "nearest"
+    align: bool = True
+    renoise: bool = True
+    stage_weighting: str = "length"
+    # model
+    backbone: str = "dit"
+    size: str = "small"
+    form: str = "flow"
+    text_encoder: str = "learned"  # learned | local folder of a transformers CLIP/T5 encoder
+    text_dim: int = 64
+    text_len: int = 12
+    # data
+    dataset: str = "moving-digits"
+    data_root: str = ""
+    data_cache: str = ""
+    num_videos: int = 4096
+    frames: int = 16
+    resolution: int = 32
+    channels: int = 1
+    frame_stride: int = 1
+    # optimisation
+    steps: int = 300
+    batch_size: int = 8  # global batch, split over DDP ranks
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    ema_decay: float = 0.0  # 0 disables EMA
+    # logging, checkpoints, sampling
+    ckpt_every: int = 50
+    sample_steps: int = 30
+    num_samples: int = 8
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        get_form(self.form)
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        for key in ("steps", "batch_size", "frames", "resolution", "channels", "sample_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+    # ------------------------------------------------------------------ derived
+
+    def plan(self, sample_steps: int | None = None) -> StagePlan:
+        """The stage plan this config samples with (K = 1 for vanilla)."""
+        total = sample_steps or self.sample_steps
+        if self.method == "vanilla":
+            return make_plan(self.form, self.frames, (), (total,), self.upsample)
+        k = self.num_stages
+        jumps = self.jump_points or tuple(1.0 - (i + 1) / k for i in range(k - 1))
+        steps = self.stage_steps
+        if not steps or sample_steps is not None:
+            base, extra = divmod(total, k)
+            steps = tuple(base + (1 if i < extra else 0) for i in range(k))
+        return make_plan(self.form, self.frames, jumps, steps, self.upsample)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            f.name: (list(v) if isinstance(v, tuple) else v)
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+    # ------------------------------------------------------------------ overrides
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with `changes` applied; values are type-checked, unknown keys rejected."""
+        hints = typing.get_type_hints(Config)
+        valid = [f.name for f in fields(self)]
+        parsed = {}
+        for key, value in changes.items():
+            if key not in hints:
+                raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+            parsed[key] = _coerce(key, value, hints[key])
+        return dataclasses.replace(self, **parsed)
+
+    def override(self, items: list[str]) -> Config:
+        """Apply CLI overrides like ["steps=200", "jump_points=0.7,0.4", "align=false"]."""
+        changes = {}
+        for item in items:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not key=value (e.g. steps=200)")
+            key, value = item.split("=", 1)
+            changes[key.strip()] = value.strip()
+        return self.replace(**changes)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        return cls().replace(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Config:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found (see baselines/ for examples)")
+        with path.open("rb") as fh:
+            return cls.from_dict(tomllib.load(fh))
+
+
+def parse_cli(prog: str, description: str, argv: list[str] | None = None) -> Config:
+    """`[--config FILE] [key=value ...]` -> Config; bad keys/values exit with the reason."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="Overrides are key=value, e.g. method=vanilla steps=200 jump_points=0.7,0.4. "
+        "Valid keys: " + ", ".join(Config().to_dict()),
+    )
+    parser.add_argument("--config", type=Path, help="TOML config, e.g. baselines/dit-tpdiff.toml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides")
+    args = parser.parse_args(argv)
+    try:
+        cfg = Config.from_file(args.config) if args.config else Config()
+        return cfg.override(args.overrides)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Parse/check `value` for a field annotated `hint` (str, int, float, bool, tuple[T, ...])."""
+    origin = typing.get_origin(hint)
+    original = value
+    try:
+        if origin is tuple:
+            (item, _) = typing.get_args(hint)
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return tuple(_coerce(key, v, item) for v in value)
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise TypeError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise TypeError(f"unsupported config type {hint} for {key}")
+    if origin is tuple:
+        name = f"comma-separated {typing.get_args(hint)[0].__name__} values"
+    else:
+        name = getattr(hint, "__name__", str(hint))
+    raise ValueError(f"config key {key!r} expects {name}, got {original!r}")

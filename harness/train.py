@@ -1,0 +1,239 @@
+"""Training, one loop for both methods: `python -m harness.train [--config FILE] [key=value ...]`.
+
+method=vanilla trains the ordinary diffusion objective at full frame rate;
+method=tpdiff trains stage-wise diffusion over the config's stage plan (each
+batch draws one stage; every DDP rank gets the same stage). Everything random
+about step s is drawn from generators seeded by (seed, s[, rank]), so a run that
+is killed and resumed from its last checkpoint reaches bit-identical weights.
+
+Run folder `<out_dir>/<name>/`: config.json, log.jsonl (one row per step:
+step, stage, frames, loss, lr, grad_norm, step_time_s, data_time_s,
+wall_time_s, samples_seen), checkpoint.pt (latest, written atomically).
+Multi-process: `torchrun --nproc_per_node N -m harness.train ...` (gloo on CPU,
+NCCL on CUDA); batch_size is the global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from harness.build import build_data, build_model, git_revision, resolve_device
+from harness.config import Config, parse_cli
+from harness.data import collate
+from harness.forms import get_form
+from harness.io import write_json, write_text
+from harness.stagewise import draw_training_batch, stage_probabilities
+
+# config keys that may change between a run and its resumption
+RESUMABLE_CHANGES = ("steps", "ckpt_every", "device", "out_dir", "num_samples")
+
+
+def step_generator(seed: int, step: int, rank: int = -1, device="cpu") -> torch.Generator:
+    """The generator for everything random at `step` (rank -1: shared by all ranks)."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) * 4_099 + rank + 1)
+    return g
+
+
+def _init_distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temporary file, then an atomic rename: a kill never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _check_resumable(saved: dict, cfg: Config) -> None:
+    now = cfg.to_dict()
+    diff = {
+        k: (saved.get(k), v)
+        for k, v in now.items()
+        if k not in RESUMABLE_CHANGES and saved.get(k) != v
+    }
+    if diff:
+        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"run folder {cfg.run_dir} holds a run with a different config ({lines}); "
+            "choose another name=... or move that folder away (nothing was changed)"
+        )
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    rows = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["step"] <= step
+    ]
+    write_text(path, "".join(r + "\n" for r in rows))
+
+
+def main(cfg: Config) -> Path:
+    """Train (or resume) the run `cfg.run_dir`; returns the run folder."""
+    rank, world, local_rank = _init_distributed()
+    device = resolve_device(cfg.device, local_rank)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by {world} ranks")
+    form = get_form(cfg.form)
+    plan = cfg.plan()
+    probs = stage_probabilities(plan, cfg.stage_weighting)
+    run_dir = cfg.run_dir
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+
+    dataset = build_data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay > 0 else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    start, wall, seen = 0, 0.0, 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        _check_resumable(state["config"], cfg)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start, wall, seen = state["step"], state["wall_time_s"], state["samples_seen"]
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(
+            run_dir / "config.json",
+            {
+                "config": cfg.to_dict(),
+                "git": git_revision(),
+                "plan": plan.to_dict(),
+                "world_size": world,
+            },
+        )
+        _truncate_log(log_path, start)
+    if start >= cfg.steps:
+        return run_dir
+
+    net = DistributedDataParallel(model) if world > 1 else model
+    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    local = cfg.batch_size // world
+    log = log_path.open("a") if rank == 0 else None
+    bar = tqdm(
+        range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=rank != 0
+    )
+    model.train()
+    for step in bar:
+        # ---- data (outside the timed region)
+        t_data = time.perf_counter()
+        shared = step_generator(cfg.seed, step)
+        index = torch.randint(len(dataset), (cfg.batch_size,), generator=shared)
+        stage = int(torch.multinomial(probs, 1, generator=shared))
+        items = collate([dataset[int(i)] for i in index[rank * local : (rank + 1) * local]])
+        x0 = items["video"].to(device, non_blocking=True)
+        ids = model.tokenize(items["caption"]).to(device)
+        data_time = time.perf_counter() - t_data
+
+        # ---- compute (timed)
+        _sync(device)
+        t0 = time.perf_counter()
+        g = step_generator(cfg.seed, step, rank, device)
+        batch = draw_training_batch(form, plan, x0, generator=g, align=cfg.align, stage=stage)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        with torch.autocast(**autocast):
+            pred = net(batch.x_u, batch.u, ids)
+        loss = F.mse_loss(pred.float(), batch.target.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1.0 - cfg.ema_decay)
+        _sync(device)
+        step_time = time.perf_counter() - t0
+        wall += step_time
+        seen += cfg.batch_size
+
+        # ---- logging and checkpoints (outside the timed region)
+        loss_value = loss.detach()
+        if world > 1:
+            dist.all_reduce(loss_value)
+            loss_value /= world
+        if log is not None:
+            row = dict(
+                step=step + 1,
+                stage=stage,
+                frames=batch.frames,
+                loss=float(loss_value),
+                lr=opt.param_groups[0]["lr"],
+                grad_norm=float(grad_norm),
+                step_time_s=step_time,
+                data_time_s=data_time,
+                wall_time_s=wall,
+                samples_seen=seen,
+            )
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{row['loss']:.4f}", stage=stage)
+        if rank == 0 and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
+            save_checkpoint(
+                ckpt_path,
+                dict(
+                    model=model.state_dict(),
+                    opt=opt.state_dict(),
+                    ema=ema.state_dict() if ema is not None else None,
+                    step=step + 1,
+                    wall_time_s=wall,
+                    samples_seen=seen,
+                    config=cfg.to_dict(),
+                    git=git_revision(),
+                    plan=plan.to_dict(),
+                ),
+            )
+    bar.close()
+    if log is not None:
+        log.close()
+    if world > 1:
+        dist.barrier()
+    return run_dir
+
+
+if __name__ == "__main__":
+    try:
+        print(
+            main(
+                parse_cli(
+                    "python -m harness.train", "Train a vanilla or TPDiff video diffusion model."
+                )
+            )
+        )
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    sys.exit(0)

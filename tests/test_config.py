@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from harness.config import METHOD_FIELDS, Config, parse_cli
+
+BASELINES = Path(__file__).resolve().parent.parent / "baselines"
+
+
+def test_overrides_are_parsed_by_type():
+    cfg = Config().override(["steps=12", "lr=1e-3", "align=false", "jump_points=0.7, 0.4",
+                             "stage_steps=5,5,20", "name=x"])
+    assert cfg.steps == 12 and cfg.lr == 1e-3 and cfg.align is False and cfg.name == "x"
+    assert cfg.jump_points == (0.7, 0.4) and cfg.stage_steps == (5, 5, 20)
+    assert Config().replace(jump_points=[0.5]).jump_points == (0.5,)
+
+
+@pytest.mark.parametrize(
+    "item,message",
+    [
+        ("stepz=3", "unknown config key 'stepz'; valid keys: name, out_dir"),
+        ("steps=ten", "'steps' expects int, got 'ten'"),
+        ("steps=2.5", "'steps' expects int"),
+        ("align=maybe", "'align' expects bool"),
+        ("jump_points=0.7,x", "'jump_points' expects comma-separated float values, got '0.7,x'"),
+        ("method=fast", "method must be one of"),
+        ("form=edm", "unknown form 'edm'"),
+        ("steps", "is not key=value"),
+    ],
+)
+def test_bad_overrides_fail_loudly(item, message):
+    with pytest.raises(ValueError, match=message):
+        Config().override([item])
+
+
+def test_config_round_trips():
+    cfg = Config().override(["jump_points=0.8,0.3", "method=tpdiff", "steps=7"])
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_plans_from_config():
+    assert Config(method="vanilla").plan().steps == (30,)
+    plan = Config().plan()
+    assert plan.steps == (10, 10, 10) and plan.jump_points == pytest.approx((2 / 3, 1 / 3))
+    plan = Config(num_stages=2, jump_points=(0.6,), stage_steps=(4, 11)).plan()
+    assert plan.steps == (4, 11) and [s.frames for s in plan.stages] == [8, 16]
+    with pytest.raises(ValueError, match="not divisible by 2\\^\\(K-1\\)=8"):
+        Config(num_stages=4, frames=12).plan()
+
+
+def test_cli_reports_bad_keys(capsys):
+    with pytest.raises(SystemExit):
+        parse_cli("prog", "d", ["bogus=1"])
+    assert "unknown config key 'bogus'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_cli("prog", "d", ["--config", "missing.toml"])
+    assert "missing.toml not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backbone", ["dit", "unet"])
+def test_baseline_pairs_differ_only_in_method_fields(backbone):
+    vanilla = Config.from_file(BASELINES / f"{backbone}-vanilla.toml")
+    tpdiff = Config.from_file(BASELINES / f"{backbone}-tpdiff.toml")
+    a, b = vanilla.to_dict(), tpdiff.to_dict()
+    differing = {k for k in a if a[k] != b[k]}
+    assert differing <= set(METHOD_FIELDS), differing - set(METHOD_FIELDS)
+    assert vanilla.method == "vanilla" and tpdiff.method == "tpdiff"
+    assert vanilla.plan().num_stages == 1 and tpdiff.plan().num_stages == 3
+    assert vanilla.plan().total_steps == tpdiff.plan().total_steps
+    assert vanilla.backbone == backbone
+
+
+def test_every_baseline_file_loads():
+    files = sorted(BASELINES.glob("*.toml"))
+    assert len(files) >= 4
+    for path in files:
+        cfg = Config.from_file(path)
+        assert cfg.name == path.stem
