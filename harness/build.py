@@ -48,26 +48,17 @@ def build_model(cfg: Config) -> TextConditionedModel:
 
 def build_data(cfg: Config, seed_offset: int = 0):
     """The training dataset named by cfg.dataset (seed_offset > 0: a disjoint draw)."""
+    shape = dict(frames=cfg.frames, size=cfg.resolution, channels=cfg.channels)
     if cfg.dataset == "moving-digits":
         return build_dataset(
-            "moving-digits",
-            num_videos=cfg.num_videos,
-            frames=cfg.frames,
-            size=cfg.resolution,
-            channels=cfg.channels,
-            seed=cfg.seed + seed_offset,
+            "moving-digits", num_videos=cfg.num_videos, seed=cfg.seed + seed_offset, **shape
         )
     if cfg.dataset == "video-folder":
         if not cfg.data_root:
             raise ValueError("dataset=video-folder needs data_root=FOLDER (videos + captions.csv)")
         return build_dataset(
-            "video-folder",
-            root=cfg.data_root,
-            frames=cfg.frames,
-            size=cfg.resolution,
-            channels=cfg.channels,
-            stride=cfg.frame_stride,
-            cache_dir=cfg.data_cache or None,
+            "video-folder", root=cfg.data_root, stride=cfg.frame_stride,
+            cache_dir=cfg.data_cache or None, **shape,
         )
     return build_dataset(cfg.dataset)  # raises with the list of valid names
 

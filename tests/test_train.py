@@ -1,0 +1,148 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import write_video_folder
+
+import harness.train as train
+from harness.config import Config
+from harness.sample import main as sample_main
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["size=tiny", "frames=8", "resolution=32", "batch_size=4", "num_videos=64",
+        "warmup_steps=2", "sample_steps=6", "num_samples=2"]
+
+
+def tiny(tmp_path, *extra) -> Config:
+    return Config().override([*TINY, f"out_dir={tmp_path}", *extra])
+
+
+def _log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def _weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("backbone,form", [("dit", "flow"), ("unet", "ddim"), ("dit", "ddim"),
+                                           ("unet", "flow")])
+@pytest.mark.parametrize("method", ["vanilla", "tpdiff"])
+def test_every_backbone_form_and_method_trains_and_samples(tmp_path, backbone, form, method):
+    cfg = tiny(tmp_path, f"backbone={backbone}", f"form={form}", f"method={method}", "steps=3",
+               f"name={backbone}-{form}-{method}")
+    run = train.main(cfg)
+    rows = _log(run)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    frames = {r["frames"] for r in rows}
+    assert frames == {8} if method == "vanilla" else frames <= {2, 4, 8}
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["config"]["method"] == method and meta["git"]
+    out = sample_main(cfg)
+    videos = torch.load(out / "videos.pt")
+    assert videos.shape == (2, 1, 8, 32, 32) and torch.isfinite(videos).all()
+    assert (out / "grid.png").stat().st_size > 0
+    assert len(list(out.glob("*.gif"))) == 2 and len(list(out.glob("*.mp4"))) == 2
+
+
+def test_crash_and_resume_is_bit_identical(tmp_path, monkeypatch):
+    common = ("steps=6", "ckpt_every=2", "ema_decay=0.9")
+    straight = train.main(tiny(tmp_path, *common, "name=straight"))
+    cfg = tiny(tmp_path, *common, "name=crashy")
+    real, calls = train.draw_training_batch, []
+
+    def crash_on_fourth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "draw_training_batch", crash_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(cfg)
+    assert torch.load(cfg.run_dir / "checkpoint.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(train, "draw_training_batch", real)
+    resumed = train.main(cfg)
+    assert _same(_weights(straight), _weights(resumed))
+    ema_a = torch.load(straight / "checkpoint.pt", weights_only=False)["ema"]
+    ema_b = torch.load(resumed / "checkpoint.pt", weights_only=False)["ema"]
+    assert _same(ema_a, ema_b)
+    strip = lambda rows: [(r["step"], r["stage"], r["loss"]) for r in rows]  # noqa: E731
+    assert strip(_log(straight)) == strip(_log(resumed))
+
+
+def test_sigkill_and_resume_is_bit_identical(tmp_path):
+    args = [*TINY, f"out_dir={tmp_path}", "steps=40", "ckpt_every=5", "backbone=dit"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "harness.train"]
+    subprocess.run([*cmd, *args, "name=straight"], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*cmd, *args, "name=killed"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 12:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"]
+    assert 5 <= step < 40, "the kill must land mid-run"
+    subprocess.run([*cmd, *args, "name=killed"], check=True, env=env, capture_output=True)
+    assert _same(_weights(tmp_path / "straight"), _weights(tmp_path / "killed"))
+    assert [r["step"] for r in _log(tmp_path / "killed")] == list(range(1, 41))
+
+
+def test_resuming_with_a_different_config_changes_nothing(tmp_path):
+    run = train.main(tiny(tmp_path, "steps=2", "name=r"))
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match="different config \\(lr: 0.0005 -> 0.1\\)"):
+        train.main(tiny(tmp_path, "steps=4", "name=r", "lr=0.1"))
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_loss_falls(tmp_path):
+    run = train.main(tiny(tmp_path, "steps=40", "lr=2e-3", "method=vanilla", "name=fall"))
+    losses = [r["loss"] for r in _log(run)]
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_video_folder_trains_two_steps(tmp_path):
+    root = write_video_folder(tmp_path / "videos")
+    with pytest.warns(UserWarning, match="broken.mp4"):
+        run = train.main(tiny(tmp_path, "dataset=video-folder", f"data_root={root}", "channels=3",
+                              "steps=2", "name=folder", f"data_cache={tmp_path / 'cache'}"))
+    assert len(_log(run)) == 2
+    assert list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_two_process_torchrun(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "harness.train", *TINY, f"out_dir={tmp_path}", "steps=3", "name=ddp"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "ddp"
+    rows = _log(run)
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["samples_seen"] == 12
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    probs = train.stage_probabilities(tiny(tmp_path).plan())
+    shared = [int(torch.multinomial(probs, 1, generator=_shared(s))) for s in range(3)]
+    assert [r["stage"] for r in rows] == shared
+
+
+def _shared(step):
+    g = train.step_generator(0, step)
+    torch.randint(64, (4,), generator=g)  # the batch indices come first
+    return g
