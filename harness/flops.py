@@ -1,9 +1,9 @@
 """FLOP counting with fvcore, attention included, and plan-level costs.
 
 Convention (stated in every table): fvcore counts one fused multiply-add as one
-"flop"; we call that a MAC and report FLOPs = 2 x MACs. Only multiply-adds of
-matrix products and convolutions count; elementwise ops, norms and softmax are
-free, as in fvcore.
+"flop"; we call that a MAC and report FLOPs = 2 x MACs. Matrix products,
+convolutions and attention carry nearly all of it; fvcore's own small counts
+for norms and upsampling are kept; other elementwise ops and softmax count zero.
 
 fvcore's `FlopCountAnalysis` counts `aten::scaled_dot_product_attention` as
 zero (an unsupported op), which makes a video transformer's cost look linear in

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     summary = SUITES[args.suite](out, args.scale)
+    report = out / "report.md"
+    if report.exists():
+        print(report.read_text())
     print(json.dumps(summary, indent=2))
     print(f"suite {args.suite!r} finished in {time.perf_counter() - t0:.1f} s; results in {out}/")
     return 0 if summary.get("passed", True) else 1

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from harness.cost import CONVENTION, CostSetup, measure_costs
 from harness.forms import FORMS
 from harness.io import write_csv, write_json, write_text
 from harness.oracle import OracleDenoiser
@@ -114,6 +115,56 @@ def engine(out: Path, scale: str) -> dict:
     return summary
 
 
+def cost(out: Path, scale: str) -> dict:
+    """Per-stage cost table of every backbone (default form, 3 uniform stages, 30 steps):
+    MACs / FLOPs with attention, measured forward, training-step and sampling times,
+    FLOP-ratio speedup bound and measured speedup."""
+    device = torch.device("cuda" if scale == "gpu" and torch.cuda.is_available() else "cpu")
+    if scale == "gpu" and device.type != "cuda":
+        raise RuntimeError("--scale gpu needs a CUDA device; use --scale cpu here")
+    tables, summaries = [], {}
+    for name, form in tqdm([("dit", "flow"), ("unet", "ddim")], desc="cost"):
+        setup = CostSetup(backbone=name, form=form)
+        plan = uniform_plan(form, setup.frames, 3, total_steps=30)
+        table, summary = measure_costs(setup, plan, device)
+        tables.append(table)
+        summaries[name] = summary
+    stages = pd.concat(tables, ignore_index=True)
+    plans = pd.DataFrame([{k: v for k, v in s.items() if k != "plan"} for s in summaries.values()])
+    write_csv(out / "cost_stages.csv", stages)
+    write_csv(out / "cost_plans.csv", plans)
+    shown = [
+        "backbone",
+        "flop_ratio_bound",
+        "inference_speedup",
+        "measured_over_bound",
+        "training_step_flop_ratio",
+        "training_step_cost_ratio",
+        "sampling_spread",
+    ]
+    write_text(
+        out / "report.md",
+        "\n".join(
+            [
+                "# Cost per stage (3 uniform stages, 30 sampling steps, 16 frames, 32x32)",
+                "",
+                f"Convention: {CONVENTION}. Device: {device}.",
+                "",
+                stages.to_markdown(index=False, floatfmt=".4g"),
+                "",
+                "## Plan totals",
+                "",
+                plans[shown].to_markdown(index=False, floatfmt=".3f"),
+                "",
+            ]
+        ),
+    )
+    summary = dict(suite="cost", device=str(device), convention=CONVENTION, backbones=summaries)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
 SUITES: dict[str, Suite] = {
     "engine": engine,
+    "cost": cost,
 }

@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from harness.cost import CostSetup, measure_costs
+from harness.flops import plan_macs
+from harness.pyramid import make_plan, uniform_plan
+
+
+@pytest.mark.parametrize("backbone,form", [("dit", "flow"), ("unet", "ddim")])
+def test_stage_table_totals_and_bound(backbone, form):
+    setup = CostSetup(backbone=backbone, size="tiny", form=form, frames=8, train_batch=2, repeats=1)
+    plan = uniform_plan(form, 8, 3, total_steps=6)
+    table, summary = measure_costs(setup, plan, torch.device("cpu"))
+    stages, total = table[table.stage != "total"], table[table.stage == "total"].iloc[0]
+    assert list(stages.frames) == [2, 4, 8]
+    assert total.plan_macs == stages.plan_macs.sum() == summary["tpdiff_plan_macs"]
+    assert total.steps == 6
+    assert (stages.plan_macs == stages.steps * stages.macs).all()
+    macs = dict(zip(stages.frames, stages.macs))
+    assert summary["vanilla_plan_macs"] == plan_macs(macs, make_plan(form, 8, (), (6,)))
+    assert summary["flop_ratio_bound"] == pytest.approx(
+        summary["vanilla_plan_macs"] / summary["tpdiff_plan_macs"]
+    )
+    assert summary["flop_ratio_bound"] > 1 and summary["inference_speedup"] > 0
+    assert summary["measured_over_bound"] == pytest.approx(
+        summary["inference_speedup"] / summary["flop_ratio_bound"]
+    )
+    assert (stages.flops == 2 * stages.macs).all()
+    if backbone == "dit":
+        assert (stages.attention_share > 0).all()
