@@ -57,8 +57,11 @@ def build_data(cfg: Config, seed_offset: int = 0):
         if not cfg.data_root:
             raise ValueError("dataset=video-folder needs data_root=FOLDER (videos + captions.csv)")
         return build_dataset(
-            "video-folder", root=cfg.data_root, stride=cfg.frame_stride,
-            cache_dir=cfg.data_cache or None, **shape,
+            "video-folder",
+            root=cfg.data_root,
+            stride=cfg.frame_stride,
+            cache_dir=cfg.data_cache or None,
+            **shape,
         )
     return build_dataset(cfg.dataset)  # raises with the list of valid names
 

@@ -91,9 +91,32 @@ class Config:
         get_form(self.form)
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        for key in ("steps", "batch_size", "frames", "resolution", "channels", "sample_steps"):
+        positive = (
+            "steps",
+            "batch_size",
+            "frames",
+            "resolution",
+            "channels",
+            "sample_steps",
+            "num_stages",
+            "ckpt_every",
+            "num_samples",
+        )
+        for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.jump_points and len(self.jump_points) != self.num_stages - 1:
+            raise ValueError(
+                f"jump_points={list(self.jump_points)} has {len(self.jump_points)} entries but "
+                f"num_stages={self.num_stages} needs {self.num_stages - 1} (or leave it empty "
+                "for the uniform split)"
+            )
+        if self.stage_steps and len(self.stage_steps) != self.num_stages:
+            raise ValueError(
+                f"stage_steps={list(self.stage_steps)} has {len(self.stage_steps)} entries but "
+                f"num_stages={self.num_stages} needs one per stage (or leave it empty to split "
+                "sample_steps evenly)"
+            )
 
     # ------------------------------------------------------------------ derived
 

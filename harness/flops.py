@@ -104,7 +104,9 @@ def speedup_bound(macs_at_frames: dict[int, int], vanilla: StagePlan, tpdiff: St
 
 
 def expected_training_macs(
-    macs_at_frames: dict[int, int], plan: StagePlan, weighting: str = "length",
+    macs_at_frames: dict[int, int],
+    plan: StagePlan,
+    weighting: str = "length",
     backward_factor: float = 3.0,
 ) -> float:
     """Expected MACs of one training step (per sample) under the stage distribution.

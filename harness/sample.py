@@ -1,41 +1,55 @@
-"""Sampling from a trained run: `python -m harness.sample [--config FILE] [key=value ...]`.
+"""Sampling from a trained run: `python -m harness.sample --run DIR [key=value ...]`.
 
-Loads `<out_dir>/<name>/checkpoint.pt` (EMA weights when the run kept them),
-samples `num_samples` videos with the config's plan for captions of unseen
-dataset items, and writes `<run>/samples/`: one GIF and MP4 per video, a PNG
-grid (a row per video, a column per frame, captions on the left) and
-captions.txt.
+Loads `<run>/checkpoint.pt` (EMA weights when the run kept them) and samples
+`num_samples` videos with the run's own plan, or with the sampling overrides
+given (`SAMPLING_KEYS`: method, stages, jump points, steps, upsample, renoise,
+seed, ...; the model, form, frame count and data are the run's). Writes
+`<run>/samples/<plan_tag>/`: one GIF and MP4 per video, a PNG grid (a row per
+video, a column per frame, captions on the left), captions.txt, videos.pt
+((N, C, F, H, W) in [-1, 1]) and sampling.json (plan, config, checkpoint step).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from harness.build import build_data, build_model, resolve_device
-from harness.config import Config, parse_cli
-from harness.io import write_text
+from harness.build import build_data, build_model, git_revision, resolve_device
+from harness.config import METHOD_FIELDS, Config
+from harness.sampling import autocast_model
 from harness.sampling import sample as run_sampler
 
+# what sampling may change; everything else (model, form, frames, data) is the trained run's
+SAMPLING_KEYS = (
+    *(k for k in METHOD_FIELDS if k not in ("name", "align", "stage_weighting")),
+    "sample_steps",
+    "num_samples",
+    "seed",
+    "device",
+)
 
-def load_trained(cfg: Config, device: torch.device):
-    """The run's model (EMA weights if kept), from its checkpoint; clear error if missing."""
-    path = cfg.run_dir / "checkpoint.pt"
+
+def load_checkpoint(run_dir: Path) -> dict:
+    """The run's checkpoint.pt (on CPU); a clear error when there is none."""
+    path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(
-            f"no checkpoint at {path}: train first (python -m harness.train name={cfg.name}) "
-            "or point name=/out_dir= at an existing run"
+            f"no checkpoint at {path}: train first (python -m harness.train ...) or pass "
+            "the folder of an existing run"
         )
-    state = torch.load(path, map_location=device, weights_only=False)
-    trained = Config.from_dict(state["config"])
-    model = build_model(trained).to(device)
-    model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
-    return model.eval(), trained, state["step"]
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -84,48 +98,134 @@ def save_grid(videos: list[np.ndarray], captions: list[str], path: Path, scale: 
     grid.save(path)
 
 
-def main(cfg: Config, out: Path | None = None) -> Path:
-    """Sample cfg.num_samples videos from the run cfg.run_dir; returns the samples folder."""
+def sampling_config(trained: Config, changes: Mapping[str, Any]) -> Config:
+    """The trained run's config with the sampling `changes` applied (only SAMPLING_KEYS)."""
+    fixed = sorted(set(changes) - set(SAMPLING_KEYS))
+    if fixed:
+        raise ValueError(
+            f"{fixed} are fixed by the trained run; sampling may change only "
+            f"{', '.join(SAMPLING_KEYS)}"
+        )
+    return trained.replace(**changes)
+
+
+def plan_tag(cfg: Config) -> str:
+    """Folder name for one sampling setting, e.g. 'tpdiff-K3-30steps-seed0'."""
+    plan = cfg.plan()
+    tag = f"{cfg.method}-K{plan.num_stages}-{plan.total_steps}steps"
+    if cfg.method == "tpdiff":
+        if cfg.jump_points:
+            tag += "-j" + ",".join(f"{j:g}" for j in cfg.jump_points)
+        if cfg.stage_steps:
+            tag += "-s" + ",".join(str(n) for n in cfg.stage_steps)
+        if cfg.upsample != "nearest":
+            tag += f"-{cfg.upsample}"
+        if not cfg.renoise:
+            tag += "-norenoise"
+    return f"{tag}-seed{cfg.seed}"
+
+
+def prompts(trained: Config, n: int) -> list[str]:
+    """n captions to sample for: unseen moving-digits items (a disjoint seed), or for a
+    video folder the folder's own captions (those were seen in training)."""
+    data = build_data(trained, seed_offset=10_007 if trained.dataset == "moving-digits" else 0)
+    return [data[i % len(data)]["caption"] for i in range(n)]
+
+
+def main(
+    run_dir: str | Path, changes: Mapping[str, Any] | None = None, out: Path | None = None
+) -> Path:
+    """Sample from the trained run in `run_dir`; returns the samples folder.
+
+    The form, frame count and model come from the run; the plan is the run's own
+    unless `changes` (SAMPLING_KEYS only, e.g. {"method": "vanilla"}) says otherwise.
+    The default folder is `<run>/samples/<plan_tag>/`; it is written to a
+    temporary folder first and swapped in whole, so other settings' samples and an
+    interrupted write never clobber earlier results."""
+    run_dir = Path(run_dir)
+    state = load_checkpoint(run_dir)
+    cfg = sampling_config(Config.from_dict(state["config"]), changes or {})
     device = resolve_device(cfg.device)
-    model, trained, step = load_trained(cfg, device)
-    # the trained model fixes form and frame count; the plan (method, stages, steps) is free
-    plan = cfg.replace(form=trained.form, frames=trained.frames).plan()
-    heldout = build_data(trained, seed_offset=10_007)  # captions the model never trained on
-    captions = [heldout[i]["caption"] for i in range(cfg.num_samples)]
+    model = build_model(cfg).to(device)
+    model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
+    model.eval()
+    plan = cfg.plan()
+    captions = prompts(cfg, cfg.num_samples)
     ids = model.tokenize(captions).to(device)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
-    shape = (
-        cfg.num_samples,
-        trained.channels,
-        trained.frames,
-        trained.resolution,
-        trained.resolution,
-    )
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        videos = run_sampler(
-            model,
-            trained.form,
-            plan,
-            shape,
-            generator=g,
-            cond=ids,
-            renoise=cfg.renoise,
-            device=device,
-            progress=True,
-        )
-    out = out or cfg.run_dir / "samples"
-    out.mkdir(parents=True, exist_ok=True)
+    shape = (cfg.num_samples, cfg.channels, cfg.frames, cfg.resolution, cfg.resolution)
+    videos = run_sampler(
+        autocast_model(model, device),
+        cfg.form,
+        plan,
+        shape,
+        generator=g,
+        cond=ids,
+        renoise=cfg.renoise,
+        device=device,
+        progress=True,
+    ).cpu()
+
+    out = Path(out) if out is not None else run_dir / "samples" / plan_tag(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     frames = [to_uint8(v) for v in videos]
     for i, f in enumerate(frames):
-        save_gif(f, out / f"video_{i:03d}.gif")
-        save_mp4(f, out / f"video_{i:03d}.mp4")
-    save_grid(frames, captions, out / "grid.png")
-    write_text(out / "captions.txt", "".join(f"{i:03d}\t{c}\n" for i, c in enumerate(captions)))
-    torch.save(videos.cpu(), out / "videos.pt")
-    print(f"{len(frames)} videos from step {step} with plan {plan.to_dict()} -> {out}")
+        save_gif(f, tmp / f"video_{i:03d}.gif")
+        save_mp4(f, tmp / f"video_{i:03d}.mp4")
+    save_grid(frames, captions, tmp / "grid.png")
+    (tmp / "captions.txt").write_text("".join(f"{i:03d}\t{c}\n" for i, c in enumerate(captions)))
+    torch.save(videos, tmp / "videos.pt")
+    meta = {
+        "run": str(run_dir),
+        "step": state["step"],
+        "plan": plan.to_dict(),
+        "config": cfg.to_dict(),
+        "git": git_revision(),
+    }
+    (tmp / "sampling.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _swap_in(tmp, out)
+    print(f"{len(frames)} videos from step {state['step']} with plan {plan.to_dict()} -> {out}")
     return out
 
 
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace folder `out` by `tmp` (two renames; the old one is deleted only afterwards)."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def cli(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.sample",
+        description="Sample videos from a trained run.",
+        epilog="Overrides may change only: " + ", ".join(SAMPLING_KEYS),
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="run folder, e.g. runs/dit-tpdiff")
+    where.add_argument("--config", type=Path, help="the run's TOML (its out_dir/name locate it)")
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. method=vanilla seed=3")
+    parser.add_argument("--out", type=Path, help="samples folder (default <run>/samples/<tag>)")
+    args = parser.parse_args(argv)
+    try:
+        changes = dict(item.split("=", 1) for item in args.overrides if "=" in item)
+        bad = [item for item in args.overrides if "=" not in item]
+        if bad:
+            raise ValueError(f"overrides must be key=value, got {bad}")
+        run_dir = args.run
+        if run_dir is None:
+            where = {k: changes.pop(k) for k in ("name", "out_dir") if k in changes}
+            run_dir = Config.from_file(args.config).replace(**where).run_dir
+        return main(run_dir, changes, args.out)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+
+
 if __name__ == "__main__":
-    main(parse_cli("python -m harness.sample", "Sample videos from a trained run."))
+    cli()
     sys.exit(0)

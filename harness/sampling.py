@@ -20,6 +20,22 @@ from harness.pyramid import StagePlan, jump
 Model = Callable[[Tensor, Tensor, Any], Tensor]
 
 
+def autocast_model(model: Model, device: torch.device | str) -> Model:
+    """`model` run under bf16 autocast on CUDA (unchanged elsewhere), returning float32.
+
+    Only the network runs in bf16: the sampler state, the solver steps and the
+    jump between stages stay in float32."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return model
+
+    def call(x: Tensor, u: Tensor, cond: Any) -> Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return model(x, u, cond).float()
+
+    return call
+
+
 def stage_times(u_start: float, u_end: float, steps: int) -> list[float]:
     """steps + 1 times, uniform in u, from u_start down to u_end (inclusive)."""
     return [u_start + (u_end - u_start) * i / steps for i in range(steps)] + [u_end]
@@ -61,6 +77,7 @@ def sample(
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
 
+    u_dtype = torch.promote_types(dtype, torch.float32)  # u never in reduced precision
     first = plan.stages[0]
     x = torch.randn((b, c, first.frames, h, w), generator=generator, dtype=dtype, device=device)
     bar = tqdm(total=plan.total_steps, desc="sampling", disable=not progress, leave=False)
@@ -71,7 +88,7 @@ def sample(
             callback(stage.index, x)
         times = stage_times(stage.u_start, stage.u_end, stage.steps)
         for u, u_next in zip(times[:-1], times[1:]):
-            u_vec = torch.full((b,), u, dtype=dtype, device=device)
+            u_vec = torch.full((b,), u, dtype=u_dtype, device=device)
             pred = model(x, u_vec, cond)
             x = form.step(x, pred, u, u_next)
             bar.update(1)

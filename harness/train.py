@@ -10,7 +10,12 @@ Run folder `<out_dir>/<name>/`: config.json, log.jsonl (one row per step:
 step, stage, frames, loss, lr, grad_norm, step_time_s, data_time_s,
 wall_time_s, samples_seen), checkpoint.pt (latest, written atomically).
 Multi-process: `torchrun --nproc_per_node N -m harness.train ...` (gloo on CPU,
-NCCL on CUDA); batch_size is the global batch.
+NCCL on CUDA); batch_size is the global batch. Each rank aligns data and noise
+within its own share of the batch, so an N-rank run is a different (equally
+valid) run from a 1-rank one, and a resume must use the same N. Bit-identical
+resume holds on CPU; on CUDA some kernels (attention backward, cuBLAS
+reductions) are nondeterministic unless torch.use_deterministic_algorithms(True)
+is set, so a resumed run matches to rounding rather than bit for bit.
 """
 
 from __future__ import annotations
@@ -46,14 +51,25 @@ def step_generator(seed: int, step: int, rank: int = -1, device="cpu") -> torch.
     return g
 
 
-def _init_distributed() -> tuple[int, int, int]:
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); under torchrun joins the process group (NCCL on CUDA, else gloo)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # one GPU per rank, bound before NCCL starts
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(device: torch.device) -> None:
+    if device.type == "cuda":
+        dist.barrier(device_ids=[device.index])
+    else:
+        dist.barrier()
 
 
 def _sync(device: torch.device) -> None:
@@ -83,22 +99,46 @@ def _check_resumable(saved: dict, cfg: Config) -> None:
         )
 
 
+def _parse_row(line: str) -> dict | None:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:  # a line torn by a kill mid-write
+        return None
+    return row if isinstance(row, dict) and "step" in row else None
+
+
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint we resume from."""
+    """Keep the log rows up to the checkpoint we resume from; drop later and torn rows."""
     if not path.exists():
         return
-    rows = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line)["step"] <= step
-    ]
-    write_text(path, "".join(r + "\n" for r in rows))
+    kept = []
+    for line in path.read_text().splitlines():
+        row = _parse_row(line)
+        if row is not None and row["step"] <= step:
+            kept.append(line + "\n")
+    write_text(path, "".join(kept))
+
+
+def _check_run_folder(run_dir: Path, cfg: Config, world: int, state: dict | None) -> None:
+    """Refuse to reuse a run folder that belongs to a different run (nothing is touched)."""
+    if state is not None:
+        _check_resumable(state["config"], cfg)
+        saved_world = state.get("world_size", 1)
+        if saved_world != world:
+            raise ValueError(
+                f"run {run_dir} was trained on {saved_world} process(es) but this resume has "
+                f"{world}; per-rank noise and batches depend on the world size, so resume with "
+                f"torchrun --nproc_per_node {saved_world} or start a new name=..."
+            )
+    elif (run_dir / "config.json").exists():
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+        _check_resumable(saved, cfg)
 
 
 def main(cfg: Config) -> Path:
     """Train (or resume) the run `cfg.run_dir`; returns the run folder."""
-    rank, world, local_rank = _init_distributed()
-    device = resolve_device(cfg.device, local_rank)
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    rank, world = _init_distributed(device)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by {world} ranks")
     form = get_form(cfg.form)
@@ -115,9 +155,11 @@ def main(cfg: Config) -> Path:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     start, wall, seen = 0, 0.0, 0
+    state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        _check_resumable(state["config"], cfg)
+    _check_run_folder(run_dir, cfg, world, state)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         if ema is not None:
@@ -138,7 +180,8 @@ def main(cfg: Config) -> Path:
     if start >= cfg.steps:
         return run_dir
 
-    net = DistributedDataParallel(model) if world > 1 else model
+    device_ids = [device.index] if device.type == "cuda" else None
+    net = DistributedDataParallel(model, device_ids=device_ids) if world > 1 else model
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     local = cfg.batch_size // world
     log = log_path.open("a") if rank == 0 else None
@@ -211,6 +254,7 @@ def main(cfg: Config) -> Path:
                     step=step + 1,
                     wall_time_s=wall,
                     samples_seen=seen,
+                    world_size=world,
                     config=cfg.to_dict(),
                     git=git_revision(),
                     plan=plan.to_dict(),
@@ -220,7 +264,7 @@ def main(cfg: Config) -> Path:
     if log is not None:
         log.close()
     if world > 1:
-        dist.barrier()
+        _barrier(device)
     return run_dir
 
 

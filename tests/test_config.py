@@ -8,11 +8,19 @@ BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 
 
 def test_overrides_are_parsed_by_type():
-    cfg = Config().override(["steps=12", "lr=1e-3", "align=false", "jump_points=0.7, 0.4",
-                             "stage_steps=5,5,20", "name=x"])
+    cfg = Config().override(
+        [
+            "steps=12",
+            "lr=1e-3",
+            "align=false",
+            "jump_points=0.7, 0.4",
+            "stage_steps=5,5,20",
+            "name=x",
+        ]
+    )
     assert cfg.steps == 12 and cfg.lr == 1e-3 and cfg.align is False and cfg.name == "x"
     assert cfg.jump_points == (0.7, 0.4) and cfg.stage_steps == (5, 5, 20)
-    assert Config().replace(jump_points=[0.5]).jump_points == (0.5,)
+    assert Config(num_stages=2).replace(jump_points=[0.5]).jump_points == (0.5,)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +34,10 @@ def test_overrides_are_parsed_by_type():
         ("method=fast", "method must be one of"),
         ("form=edm", "unknown form 'edm'"),
         ("steps", "is not key=value"),
+        ("jump_points=0.5", "has 1 entries but num_stages=3 needs 2"),
+        ("stage_steps=10,20", "has 2 entries but num_stages=3 needs one per stage"),
+        ("ckpt_every=0", "ckpt_every must be >= 1"),
+        ("num_stages=0", "num_stages must be >= 1"),
     ],
 )
 def test_bad_overrides_fail_loudly(item, message):

@@ -63,8 +63,10 @@ def test_fvcore_agrees_with_flop_counter_mode_on_shared_ops():
 
 def test_dit_cost_is_superlinear_in_frames_with_attention_counted():
     model = build_backbone("dit", "tiny")
-    costs = {f: count_macs(model, (torch.randn(1, 1, f, 32, 32), torch.rand(1),
-                                   torch.randn(1, 8, 64))) for f in (2, 4, 8)}
+    costs = {
+        f: count_macs(model, (torch.randn(1, 1, f, 32, 32), torch.rand(1), torch.randn(1, 8, 64)))
+        for f in (2, 4, 8)
+    }
     assert all(c.attention_macs > 0 for c in costs.values())
     assert costs[8].attention_macs > 3.9 * costs[4].attention_macs  # ~ 4x: tokens^2
     assert costs[8].macs > 2 * costs[4].macs

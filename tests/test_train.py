@@ -12,11 +12,20 @@ from tiny_models import write_video_folder
 
 import harness.train as train
 from harness.config import Config
+from harness.sample import cli
 from harness.sample import main as sample_main
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["size=tiny", "frames=8", "resolution=32", "batch_size=4", "num_videos=64",
-        "warmup_steps=2", "sample_steps=6", "num_samples=2"]
+TINY = [
+    "size=tiny",
+    "frames=8",
+    "resolution=32",
+    "batch_size=4",
+    "num_videos=64",
+    "warmup_steps=2",
+    "sample_steps=6",
+    "num_samples=2",
+]
 
 
 def tiny(tmp_path, *extra) -> Config:
@@ -35,12 +44,19 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("backbone,form", [("dit", "flow"), ("unet", "ddim"), ("dit", "ddim"),
-                                           ("unet", "flow")])
+@pytest.mark.parametrize(
+    "backbone,form", [("dit", "flow"), ("unet", "ddim"), ("dit", "ddim"), ("unet", "flow")]
+)
 @pytest.mark.parametrize("method", ["vanilla", "tpdiff"])
 def test_every_backbone_form_and_method_trains_and_samples(tmp_path, backbone, form, method):
-    cfg = tiny(tmp_path, f"backbone={backbone}", f"form={form}", f"method={method}", "steps=3",
-               f"name={backbone}-{form}-{method}")
+    cfg = tiny(
+        tmp_path,
+        f"backbone={backbone}",
+        f"form={form}",
+        f"method={method}",
+        "steps=3",
+        f"name={backbone}-{form}-{method}",
+    )
     run = train.main(cfg)
     rows = _log(run)
     assert [r["step"] for r in rows] == [1, 2, 3]
@@ -49,7 +65,7 @@ def test_every_backbone_form_and_method_trains_and_samples(tmp_path, backbone, f
     assert frames == {8} if method == "vanilla" else frames <= {2, 4, 8}
     meta = json.loads((run / "config.json").read_text())
     assert meta["config"]["method"] == method and meta["git"]
-    out = sample_main(cfg)
+    out = sample_main(run)
     videos = torch.load(out / "videos.pt")
     assert videos.shape == (2, 1, 8, 32, 32) and torch.isfinite(videos).all()
     assert (out / "grid.png").stat().st_size > 0
@@ -87,8 +103,9 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "harness.train"]
     subprocess.run([*cmd, *args, "name=straight"], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen([*cmd, *args, "name=killed"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, *args, "name=killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     log = tmp_path / "killed" / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -112,6 +129,23 @@ def test_resuming_with_a_different_config_changes_nothing(tmp_path):
     assert (run / "checkpoint.pt").read_bytes() == before
 
 
+def test_a_torn_log_line_does_not_block_resume(tmp_path):
+    run = train.main(tiny(tmp_path, "steps=2", "name=torn"))
+    with (run / "log.jsonl").open("a") as fh:
+        fh.write('{"step": 3, "stage": 1, "lo')  # killed mid-write
+    train.main(tiny(tmp_path, "steps=4", "name=torn"))
+    assert [r["step"] for r in _log(run)] == [1, 2, 3, 4]
+
+
+def test_a_folder_without_checkpoint_is_not_taken_over_by_another_config(tmp_path):
+    run = train.main(tiny(tmp_path, "steps=2", "name=other"))
+    (run / "checkpoint.pt").unlink()  # e.g. killed before its first checkpoint
+    before = (run / "config.json").read_bytes(), (run / "log.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="different config \\(lr: 0.0005 -> 0.1\\)"):
+        train.main(tiny(tmp_path, "steps=2", "name=other", "lr=0.1"))
+    assert ((run / "config.json").read_bytes(), (run / "log.jsonl").read_bytes()) == before
+
+
 def test_loss_falls(tmp_path):
     run = train.main(tiny(tmp_path, "steps=40", "lr=2e-3", "method=vanilla", "name=fall"))
     losses = [r["loss"] for r in _log(run)]
@@ -121,16 +155,36 @@ def test_loss_falls(tmp_path):
 def test_video_folder_trains_two_steps(tmp_path):
     root = write_video_folder(tmp_path / "videos")
     with pytest.warns(UserWarning, match="broken.mp4"):
-        run = train.main(tiny(tmp_path, "dataset=video-folder", f"data_root={root}", "channels=3",
-                              "steps=2", "name=folder", f"data_cache={tmp_path / 'cache'}"))
+        run = train.main(
+            tiny(
+                tmp_path,
+                "dataset=video-folder",
+                f"data_root={root}",
+                "channels=3",
+                "steps=2",
+                "name=folder",
+                f"data_cache={tmp_path / 'cache'}",
+            )
+        )
     assert len(_log(run)) == 2
     assert list((tmp_path / "cache").glob("*.pt"))
 
 
 def test_two_process_torchrun(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "harness.train", *TINY, f"out_dir={tmp_path}", "steps=3", "name=ddp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "harness.train",
+        *TINY,
+        f"out_dir={tmp_path}",
+        "steps=3",
+        "name=ddp",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "ddp"
@@ -140,9 +194,33 @@ def test_two_process_torchrun(tmp_path):
     probs = train.stage_probabilities(tiny(tmp_path).plan())
     shared = [int(torch.multinomial(probs, 1, generator=_shared(s))) for s in range(3)]
     assert [r["stage"] for r in rows] == shared
+    with pytest.raises(ValueError, match="trained on 2 process\\(es\\) but this resume has 1"):
+        train.main(tiny(tmp_path, "steps=5", "name=ddp"))
 
 
 def _shared(step):
     g = train.step_generator(0, step)
     torch.randint(64, (4,), generator=g)  # the batch indices come first
     return g
+
+
+def test_sampling_uses_the_trained_plan_and_keeps_other_settings(tmp_path, capsys):
+    run = train.main(tiny(tmp_path, "steps=1", "name=s", "method=vanilla"))
+    own = sample_main(run)
+    meta = json.loads((own / "sampling.json").read_text())
+    assert own == run / "samples" / "vanilla-K1-6steps-seed0"
+    assert meta["plan"]["steps"] == [6] and meta["step"] == 1
+    pyramid = sample_main(run, {"method": "tpdiff", "num_stages": "2", "renoise": "false"})
+    assert pyramid.name == "tpdiff-K2-6steps-norenoise-seed0"
+    assert json.loads((pyramid / "sampling.json").read_text())["plan"]["steps"] == [3, 3]
+    assert (own / "videos.pt").exists(), "another setting must not clobber earlier samples"
+    with pytest.raises(ValueError, match="\\['frames'\\] are fixed by the trained run"):
+        sample_main(run, {"frames": 16})
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        sample_main(tmp_path / "nowhere")
+    again = cli(["--run", str(run), "num_samples=1"])
+    assert torch.load(again / "videos.pt").shape[0] == 1
+    assert not list((run / "samples").glob(".*")), "no temporary folders left behind"
+    with pytest.raises(SystemExit):
+        cli(["--run", str(run), "lr=0.1"])
+    assert "['lr'] are fixed by the trained run" in capsys.readouterr().err
