@@ -8,7 +8,8 @@ is killed and resumed from its last checkpoint reaches bit-identical weights.
 
 Run folder `<out_dir>/<name>/`: config.json, log.jsonl (one row per step:
 step, stage, frames, loss, lr, grad_norm, step_time_s, data_time_s,
-wall_time_s, samples_seen), checkpoint.pt (latest, written atomically).
+wall_time_s, samples_seen, train_flops = cumulative 2 x 3 x forward MACs per
+sample, fvcore with attention), checkpoint.pt (latest, written atomically).
 Multi-process: `torchrun --nproc_per_node N -m harness.train ...` (gloo on CPU,
 NCCL on CUDA); batch_size is the global batch. Each rank aligns data and noise
 within its own share of the batch, so an N-rank run is a different (equally
@@ -33,9 +34,16 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from harness.build import build_data, build_model, git_revision, resolve_device
+from harness.build import (
+    TextConditionedModel,
+    build_data,
+    build_model,
+    git_revision,
+    resolve_device,
+)
 from harness.config import Config, parse_cli
 from harness.data import collate
+from harness.flops import count_macs
 from harness.forms import get_form
 from harness.io import write_json, write_text
 from harness.stagewise import draw_training_batch, stage_probabilities
@@ -82,6 +90,17 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def forward_macs(model: TextConditionedModel, cfg: Config, frames: list[int]) -> dict[int, int]:
+    """Forward MACs of one sample at each frame count (fvcore + attention handles)."""
+    ids = model.tokenize([""])
+    device = next(model.parameters()).device
+    out = {}
+    for f in sorted(set(frames)):
+        x = torch.zeros(1, cfg.channels, f, cfg.resolution, cfg.resolution, device=device)
+        out[f] = count_macs(model, (x, torch.full((1,), 0.5, device=device), ids.to(device))).macs
+    return out
 
 
 def _check_resumable(saved: dict, cfg: Config) -> None:
@@ -154,7 +173,9 @@ def main(cfg: Config) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    start, wall, seen = 0, 0.0, 0
+    # training cost per step = 3 x forward (backward = 2 x forward), counted once per frame count
+    macs = forward_macs(model, cfg, [stage.frames for stage in plan.stages])
+    start, wall, seen, flops = 0, 0.0, 0, 0
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -165,6 +186,7 @@ def main(cfg: Config) -> Path:
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start, wall, seen = state["step"], state["wall_time_s"], state["samples_seen"]
+        flops = state["train_flops"]
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(
@@ -174,6 +196,7 @@ def main(cfg: Config) -> Path:
                 "git": git_revision(),
                 "plan": plan.to_dict(),
                 "world_size": world,
+                "forward_macs": {str(f): m for f, m in macs.items()},
             },
         )
         _truncate_log(log_path, start)
@@ -222,6 +245,7 @@ def main(cfg: Config) -> Path:
         step_time = time.perf_counter() - t0
         wall += step_time
         seen += cfg.batch_size
+        flops += 2 * 3 * cfg.batch_size * macs[batch.frames]
 
         # ---- logging and checkpoints (outside the timed region)
         loss_value = loss.detach()
@@ -240,6 +264,7 @@ def main(cfg: Config) -> Path:
                 data_time_s=data_time,
                 wall_time_s=wall,
                 samples_seen=seen,
+                train_flops=flops,
             )
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -254,6 +279,7 @@ def main(cfg: Config) -> Path:
                     step=step + 1,
                     wall_time_s=wall,
                     samples_seen=seen,
+                    train_flops=flops,
                     world_size=world,
                     config=cfg.to_dict(),
                     git=git_revision(),

@@ -65,6 +65,11 @@ def test_every_backbone_form_and_method_trains_and_samples(tmp_path, backbone, f
     assert frames == {8} if method == "vanilla" else frames <= {2, 4, 8}
     meta = json.loads((run / "config.json").read_text())
     assert meta["config"]["method"] == method and meta["git"]
+    macs = {int(f): m for f, m in meta["forward_macs"].items()}
+    assert sorted(macs) == sorted({2, 4, 8} if method == "tpdiff" else {8})
+    assert all(macs[a] < macs[b] for a, b in zip(sorted(macs), sorted(macs)[1:]))
+    totals = [0] + [r["train_flops"] for r in rows]
+    assert [b - a for a, b in zip(totals, totals[1:])] == [6 * 4 * macs[r["frames"]] for r in rows]
     out = sample_main(run)
     videos = torch.load(out / "videos.pt")
     assert videos.shape == (2, 1, 8, 32, 32) and torch.isfinite(videos).all()
@@ -94,7 +99,7 @@ def test_crash_and_resume_is_bit_identical(tmp_path, monkeypatch):
     ema_a = torch.load(straight / "checkpoint.pt", weights_only=False)["ema"]
     ema_b = torch.load(resumed / "checkpoint.pt", weights_only=False)["ema"]
     assert _same(ema_a, ema_b)
-    strip = lambda rows: [(r["step"], r["stage"], r["loss"]) for r in rows]  # noqa: E731
+    strip = lambda rows: [(r["step"], r["stage"], r["loss"], r["train_flops"]) for r in rows]  # noqa: E731
     assert strip(_log(straight)) == strip(_log(resumed))
 
 
