@@ -82,6 +82,7 @@ class Config:
     ema_decay: float = 0.0  # 0 disables EMA
     # logging, checkpoints, sampling
     ckpt_every: int = 50
+    snapshot_every: int = 0  # keep weights every N steps in snapshots/ (0: off), for curves
     sample_steps: int = 30
     num_samples: int = 8
 
@@ -105,6 +106,10 @@ class Config:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.snapshot_every < 0:
+            raise ValueError(
+                f"snapshot_every must be >= 0 (0 turns snapshots off), got {self.snapshot_every}"
+            )
         if self.jump_points and len(self.jump_points) != self.num_stages - 1:
             raise ValueError(
                 f"jump_points={list(self.jump_points)} has {len(self.jump_points)} entries but "

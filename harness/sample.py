@@ -41,9 +41,10 @@ SAMPLING_KEYS = (
 )
 
 
-def load_checkpoint(run_dir: Path) -> dict:
-    """The run's checkpoint.pt (on CPU); a clear error when there is none."""
-    path = Path(run_dir) / "checkpoint.pt"
+def load_checkpoint(run_dir: Path, checkpoint: str | Path | None = None) -> dict:
+    """The run's checkpoint.pt, or `checkpoint` (e.g. snapshots/step_000200.pt, relative to
+    the run), loaded on CPU; a clear error when there is none."""
+    path = Path(run_dir) / (checkpoint or "checkpoint.pt")
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path}: train first (python -m harness.train ...) or pass "
@@ -133,17 +134,21 @@ def prompts(trained: Config, n: int) -> list[str]:
 
 
 def main(
-    run_dir: str | Path, changes: Mapping[str, Any] | None = None, out: Path | None = None
+    run_dir: str | Path,
+    changes: Mapping[str, Any] | None = None,
+    out: Path | None = None,
+    checkpoint: str | Path | None = None,
 ) -> Path:
     """Sample from the trained run in `run_dir`; returns the samples folder.
 
     The form, frame count and model come from the run; the plan is the run's own
     unless `changes` (SAMPLING_KEYS only, e.g. {"method": "vanilla"}) says otherwise.
-    The default folder is `<run>/samples/<plan_tag>/`; it is written to a
-    temporary folder first and swapped in whole, so other settings' samples and an
-    interrupted write never clobber earlier results."""
+    `checkpoint` picks a snapshot instead of the latest checkpoint (and adds
+    `-step<N>` to the folder name). The default folder is `<run>/samples/<plan_tag>/`;
+    it is written to a temporary folder first and swapped in whole, so other
+    settings' samples and an interrupted write never clobber earlier results."""
     run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir)
+    state = load_checkpoint(run_dir, checkpoint)
     cfg = sampling_config(Config.from_dict(state["config"]), changes or {})
     device = resolve_device(cfg.device)
     model = build_model(cfg).to(device)
@@ -166,7 +171,8 @@ def main(
         progress=True,
     ).cpu()
 
-    out = Path(out) if out is not None else run_dir / "samples" / plan_tag(cfg)
+    tag = plan_tag(cfg) + (f"-step{state['step']}" if checkpoint else "")
+    out = Path(out) if out is not None else run_dir / "samples" / tag
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     frames = [to_uint8(v) for v in videos]
@@ -211,6 +217,7 @@ def cli(argv: list[str] | None = None) -> Path:
     where.add_argument("--config", type=Path, help="the run's TOML (its out_dir/name locate it)")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. method=vanilla seed=3")
     parser.add_argument("--out", type=Path, help="samples folder (default <run>/samples/<tag>)")
+    parser.add_argument("--checkpoint", help="a snapshot instead, e.g. snapshots/step_000200.pt")
     args = parser.parse_args(argv)
     try:
         changes = dict(item.split("=", 1) for item in args.overrides if "=" in item)
@@ -221,7 +228,7 @@ def cli(argv: list[str] | None = None) -> Path:
         if run_dir is None:
             where = {k: changes.pop(k) for k in ("name", "out_dir") if k in changes}
             run_dir = Config.from_file(args.config).replace(**where).run_dir
-        return main(run_dir, changes, args.out)
+        return main(run_dir, changes, args.out, args.checkpoint)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
 

@@ -9,7 +9,8 @@ is killed and resumed from its last checkpoint reaches bit-identical weights.
 Run folder `<out_dir>/<name>/`: config.json, log.jsonl (one row per step:
 step, stage, frames, loss, lr, grad_norm, step_time_s, data_time_s,
 wall_time_s, samples_seen, train_flops = cumulative 2 x 3 x forward MACs per
-sample, fvcore with attention), checkpoint.pt (latest, written atomically).
+sample, fvcore with attention), checkpoint.pt (latest, written atomically),
+snapshots/step_NNNNNN.pt (weights every `snapshot_every` steps, for curves).
 Multi-process: `torchrun --nproc_per_node N -m harness.train ...` (gloo on CPU,
 NCCL on CUDA); batch_size is the global batch. Each rank aligns data and noise
 within its own share of the batch, so an N-rank run is a different (equally
@@ -49,7 +50,7 @@ from harness.io import write_json, write_text
 from harness.stagewise import draw_training_batch, stage_probabilities
 
 # config keys that may change between a run and its resumption
-RESUMABLE_CHANGES = ("steps", "ckpt_every", "device", "out_dir", "num_samples")
+RESUMABLE_CHANGES = ("steps", "ckpt_every", "snapshot_every", "device", "out_dir", "num_samples")
 
 
 def step_generator(seed: int, step: int, rank: int = -1, device="cpu") -> torch.Generator:
@@ -87,6 +88,7 @@ def _sync(device: torch.device) -> None:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file, then an atomic rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -269,23 +271,25 @@ def main(cfg: Config) -> Path:
             log.write(json.dumps(row) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{row['loss']:.4f}", stage=stage)
-        if rank == 0 and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
-            save_checkpoint(
-                ckpt_path,
-                dict(
-                    model=model.state_dict(),
-                    opt=opt.state_dict(),
-                    ema=ema.state_dict() if ema is not None else None,
-                    step=step + 1,
-                    wall_time_s=wall,
-                    samples_seen=seen,
-                    train_flops=flops,
-                    world_size=world,
-                    config=cfg.to_dict(),
-                    git=git_revision(),
-                    plan=plan.to_dict(),
-                ),
+        done = step + 1
+        snapshot = cfg.snapshot_every and done % cfg.snapshot_every == 0
+        if rank == 0 and (snapshot or done % cfg.ckpt_every == 0 or done == cfg.steps):
+            state = dict(
+                model=model.state_dict(),
+                ema=ema.state_dict() if ema is not None else None,
+                step=done,
+                wall_time_s=wall,
+                samples_seen=seen,
+                train_flops=flops,
+                world_size=world,
+                config=cfg.to_dict(),
+                git=git_revision(),
+                plan=plan.to_dict(),
             )
+            if snapshot:  # weights only, for quality-vs-cost curves
+                save_checkpoint(run_dir / "snapshots" / f"step_{done:06d}.pt", state)
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                save_checkpoint(ckpt_path, state | dict(opt=opt.state_dict()))
     bar.close()
     if log is not None:
         log.close()

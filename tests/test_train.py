@@ -103,6 +103,15 @@ def test_crash_and_resume_is_bit_identical(tmp_path, monkeypatch):
     assert strip(_log(straight)) == strip(_log(resumed))
 
 
+def test_snapshots_keep_weights_along_the_run(tmp_path):
+    run = train.main(tiny(tmp_path, "steps=4", "snapshot_every=2", "ckpt_every=3", "name=snap"))
+    snaps = sorted((run / "snapshots").glob("step_*.pt"))
+    assert [p.name for p in snaps] == ["step_000002.pt", "step_000004.pt"]
+    last = torch.load(snaps[-1], weights_only=False)
+    assert "opt" not in last and _same(last["model"], _weights(run))
+    assert last["train_flops"] == _log(run)[-1]["train_flops"]
+
+
 def test_sigkill_and_resume_is_bit_identical(tmp_path):
     args = [*TINY, f"out_dir={tmp_path}", "steps=40", "ckpt_every=5", "backbone=dit"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -210,7 +219,7 @@ def _shared(step):
 
 
 def test_sampling_uses_the_trained_plan_and_keeps_other_settings(tmp_path, capsys):
-    run = train.main(tiny(tmp_path, "steps=1", "name=s", "method=vanilla"))
+    run = train.main(tiny(tmp_path, "steps=1", "name=s", "method=vanilla", "snapshot_every=1"))
     own = sample_main(run)
     meta = json.loads((own / "sampling.json").read_text())
     assert own == run / "samples" / "vanilla-K1-6steps-seed0"
@@ -223,6 +232,9 @@ def test_sampling_uses_the_trained_plan_and_keeps_other_settings(tmp_path, capsy
         sample_main(run, {"frames": 16})
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         sample_main(tmp_path / "nowhere")
+    snap = sample_main(run, checkpoint="snapshots/step_000001.pt")
+    assert snap.name == "vanilla-K1-6steps-seed0-step1"
+    assert torch.equal(torch.load(snap / "videos.pt"), torch.load(own / "videos.pt"))
     again = cli(["--run", str(run), "num_samples=1"])
     assert torch.load(again / "videos.pt").shape[0] == 1
     assert not list((run / "samples").glob(".*")), "no temporary folders left behind"
