@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from PIL import Image, ImageDraw
 
 from harness.build import build_data, build_model, git_revision, resolve_device
 from harness.config import METHOD_FIELDS, Config
+from harness.pyramid import StagePlan
 from harness.sampling import autocast_model
 from harness.sampling import sample as run_sampler
 
@@ -133,22 +135,26 @@ def prompts(trained: Config, n: int) -> list[str]:
     return [data[i % len(data)]["caption"] for i in range(n)]
 
 
-def main(
+@dataclass(frozen=True)
+class Generated:
+    """Videos (N, C, F, H, W) in [-1, 1] on CPU, their captions, and how they were made."""
+
+    videos: torch.Tensor
+    captions: list[str]
+    config: Config  # the trained run's config with the sampling changes applied
+    plan: StagePlan
+    step: int  # training step of the weights used
+
+
+def generate(
     run_dir: str | Path,
     changes: Mapping[str, Any] | None = None,
-    out: Path | None = None,
     checkpoint: str | Path | None = None,
-) -> Path:
-    """Sample from the trained run in `run_dir`; returns the samples folder.
-
-    The form, frame count and model come from the run; the plan is the run's own
-    unless `changes` (SAMPLING_KEYS only, e.g. {"method": "vanilla"}) says otherwise.
-    `checkpoint` picks a snapshot instead of the latest checkpoint (and adds
-    `-step<N>` to the folder name). The default folder is `<run>/samples/<plan_tag>/`;
-    it is written to a temporary folder first and swapped in whole, so other
-    settings' samples and an interrupted write never clobber earlier results."""
-    run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir, checkpoint)
+    progress: bool = True,
+) -> Generated:
+    """Sample from the trained run in `run_dir` (its own plan unless `changes`, SAMPLING_KEYS
+    only, e.g. {"method": "vanilla"}, says otherwise; `checkpoint` picks a snapshot)."""
+    state = load_checkpoint(Path(run_dir), checkpoint)
     cfg = sampling_config(Config.from_dict(state["config"]), changes or {})
     device = resolve_device(cfg.device)
     model = build_model(cfg).to(device)
@@ -168,30 +174,46 @@ def main(
         cond=ids,
         renoise=cfg.renoise,
         device=device,
-        progress=True,
-    ).cpu()
+        progress=progress,
+    )
+    return Generated(videos.cpu(), captions, cfg, plan, state["step"])
 
-    tag = plan_tag(cfg) + (f"-step{state['step']}" if checkpoint else "")
+
+def main(
+    run_dir: str | Path,
+    changes: Mapping[str, Any] | None = None,
+    out: Path | None = None,
+    checkpoint: str | Path | None = None,
+) -> Path:
+    """Sample from the trained run in `run_dir` (see `generate`); returns the samples folder.
+
+    The default folder is `<run>/samples/<plan_tag>/` (plus `-step<N>` for a
+    snapshot); it is written to a temporary folder first and swapped in whole, so
+    other settings' samples and an interrupted write never clobber earlier results."""
+    run_dir = Path(run_dir)
+    gen = generate(run_dir, changes, checkpoint)
+    tag = plan_tag(gen.config) + (f"-step{gen.step}" if checkpoint else "")
     out = Path(out) if out is not None else run_dir / "samples" / tag
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    frames = [to_uint8(v) for v in videos]
+    frames = [to_uint8(v) for v in gen.videos]
     for i, f in enumerate(frames):
         save_gif(f, tmp / f"video_{i:03d}.gif")
         save_mp4(f, tmp / f"video_{i:03d}.mp4")
-    save_grid(frames, captions, tmp / "grid.png")
-    (tmp / "captions.txt").write_text("".join(f"{i:03d}\t{c}\n" for i, c in enumerate(captions)))
-    torch.save(videos, tmp / "videos.pt")
+    save_grid(frames, gen.captions, tmp / "grid.png")
+    lines = "".join(f"{i:03d}\t{c}\n" for i, c in enumerate(gen.captions))
+    (tmp / "captions.txt").write_text(lines)
+    torch.save(gen.videos, tmp / "videos.pt")
     meta = {
         "run": str(run_dir),
-        "step": state["step"],
-        "plan": plan.to_dict(),
-        "config": cfg.to_dict(),
+        "step": gen.step,
+        "plan": gen.plan.to_dict(),
+        "config": gen.config.to_dict(),
         "git": git_revision(),
     }
     (tmp / "sampling.json").write_text(json.dumps(meta, indent=2) + "\n")
     _swap_in(tmp, out)
-    print(f"{len(frames)} videos from step {state['step']} with plan {plan.to_dict()} -> {out}")
+    print(f"{len(frames)} videos from step {gen.step} with plan {gen.plan.to_dict()} -> {out}")
     return out
 
 
