@@ -1,4 +1,5 @@
-"""Developer sessions: `nox -s tests`, `nox -s lint`. Arguments after `--` go to the tool."""
+"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s notebook`. Arguments after `--` go
+to the tool."""
 
 import nox
 
@@ -19,3 +20,10 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
     session.run("ruff", "check", "harness", "tests", "noxfile.py", *session.posargs)
+
+
+@nox.session
+def notebook(session: nox.Session) -> None:
+    """Execute notebooks/analysis.ipynb against results/paper (or the folder given after --)."""
+    session.install(TORCH, "-e", ".[dev]")
+    session.run("python", "notebooks/execute.py", *session.posargs)

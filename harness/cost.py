@@ -17,10 +17,13 @@ import torch.nn.functional as F
 
 from harness.backbones import build_backbone
 from harness.flops import count_macs, expected_training_macs, plan_macs
-from harness.pyramid import StagePlan, make_plan
+from harness.pyramid import StagePlan, make_plan, uniform_plan
 from harness.sampling import sample
 from harness.stagewise import stage_probabilities
 from harness.timing import measure
+
+# each backbone with the form of its role in the paper (MiniFlux-vid: flow, AnimateDiff: DDIM)
+PAIRS = (("dit", "flow"), ("unet", "ddim"))
 
 CONVENTION = (
     "1 MAC = one multiply-add (fvcore); FLOPs = 2 x MACs; attention (SDPA) counted; "
@@ -154,3 +157,22 @@ def measure_costs(
         peak_memory_bytes=max(t_vanilla.peak_memory, t_tpdiff.peak_memory),
     )
     return table, summary
+
+
+def cost_tables(
+    device: torch.device,
+    size: str = "small",
+    frames: int = 16,
+    num_stages: int = 3,
+    total_steps: int = 30,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-stage rows of every backbone in PAIRS (uniform `num_stages` plan) and one row of
+    plan-level figures per backbone (bound, measured speedup, training-step ratios)."""
+    tables, summaries = [], []
+    for name, form in PAIRS:
+        setup = CostSetup(backbone=name, size=size, form=form, frames=frames)
+        plan = uniform_plan(form, setup.frames, num_stages, total_steps=total_steps)
+        table, summary = measure_costs(setup, plan, device)
+        tables.append(table)
+        summaries.append({k: v for k, v in summary.items() if k != "plan"})
+    return pd.concat(tables, ignore_index=True), pd.DataFrame(summaries)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from harness.cost import CONVENTION, CostSetup, measure_costs
+from harness.cost import CONVENTION, cost_tables
 from harness.forms import FORMS
 from harness.io import write_csv, write_json, write_text
 from harness.oracle import OracleDenoiser
@@ -122,15 +122,7 @@ def cost(out: Path, scale: str) -> dict:
     device = torch.device("cuda" if scale == "gpu" and torch.cuda.is_available() else "cpu")
     if scale == "gpu" and device.type != "cuda":
         raise RuntimeError("--scale gpu needs a CUDA device; use --scale cpu here")
-    tables, summaries = [], {}
-    for name, form in tqdm([("dit", "flow"), ("unet", "ddim")], desc="cost"):
-        setup = CostSetup(backbone=name, form=form)
-        plan = uniform_plan(form, setup.frames, 3, total_steps=30)
-        table, summary = measure_costs(setup, plan, device)
-        tables.append(table)
-        summaries[name] = summary
-    stages = pd.concat(tables, ignore_index=True)
-    plans = pd.DataFrame([{k: v for k, v in s.items() if k != "plan"} for s in summaries.values()])
+    stages, plans = cost_tables(device)
     write_csv(out / "cost_stages.csv", stages)
     write_csv(out / "cost_plans.csv", plans)
     shown = [
@@ -159,6 +151,7 @@ def cost(out: Path, scale: str) -> dict:
             ]
         ),
     )
+    summaries = {row["backbone"]: row for row in plans.to_dict("records")}
     summary = dict(suite="cost", device=str(device), convention=CONVENTION, backbones=summaries)
     write_json(out / "summary.json", summary)
     return summary

@@ -1,0 +1,27 @@
+import importlib.util
+from pathlib import Path
+
+from test_report import _fake_suite
+
+from harness.report import build
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _executor():
+    spec = importlib.util.spec_from_file_location("execute", ROOT / "notebooks" / "execute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_analysis_notebook_runs_on_a_results_folder(tmp_path):
+    _fake_suite(tmp_path)
+    build(tmp_path)
+    nb = _executor().execute(tmp_path, save=tmp_path / "executed.ipynb")
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    errors = [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
+    assert not errors
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 4  # the redrawn Fig. 5, both saved Fig. 5 PNGs, the renoise strip
+    assert "tpdiff-noalign" in (tmp_path / "executed.ipynb").read_text()
