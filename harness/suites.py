@@ -18,6 +18,7 @@ from harness.cost import CONVENTION, cost_tables
 from harness.forms import FORMS
 from harness.io import write_csv, write_json, write_text
 from harness.oracle import OracleDenoiser
+from harness.paper import paper as paper_suite
 from harness.pyramid import jump, lambda_max, stage_data, uniform_plan, upsample
 from harness.sampling import sample
 
@@ -157,7 +158,19 @@ def cost(out: Path, scale: str) -> dict:
     return summary
 
 
+def smoke(out: Path, scale: str) -> dict:
+    """Every stage of the paper suite at tiny size (minutes on 2 CPU cores; used by CI)."""
+    return paper_suite(out, "smoke")
+
+
+def paper(out: Path, scale: str) -> dict:
+    """Tables 1 and 3 and Figures 5 and 6 analogues from matched runs (harness.paper)."""
+    return paper_suite(out, scale)
+
+
 SUITES: dict[str, Suite] = {
     "engine": engine,
     "cost": cost,
+    "smoke": smoke,
+    "paper": paper,
 }

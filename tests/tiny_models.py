@@ -60,3 +60,14 @@ def write_video_folder(root: Path, good: int = 3, frames: int = 20) -> Path:
     rows.append("broken.mp4,a corrupt file")
     (root / "captions.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def save_tiny_clip_processor(path: Path, size: int = 32) -> Path:
+    """A full tiny CLIP (text + vision) plus the image processor config CLIPScore needs."""
+    from transformers import CLIPImageProcessor
+
+    save_tiny_clip(path, with_vision=True)
+    CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    ).save_pretrained(path)
+    return path

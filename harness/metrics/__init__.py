@@ -1,0 +1,196 @@
+"""Quality metrics, registered by name. Every result column names its feature space.
+
+`METRICS[name](fake, real, ctx) -> {column: value}` for a generated `VideoSet` and a real
+reference `VideoSet`:
+
+| name      | columns                                  | needs                              |
+|-----------|------------------------------------------|------------------------------------|
+| `fvd-i3d` | `FVD-I3D` (or `FVD-I3D-<recipe>`)        | the Kinetics-400 I3D (`--i3d`)     |
+| `fvd-md`  | `FVD-md`, `evaluator`                    | the embedded evaluator (trains once)|
+| `clipsim` | `CLIPSIM` (0-100)                        | a local CLIP folder (`--clip`)     |
+| `pa-md`   | `PA-md`, `PA-md-digit`, `PA-md-dir`,     | the embedded evaluator             |
+|           | `PA-md-real` (same, on real videos)      |                                    |
+| `flicker` | `flicker`, `flicker-real`                | nothing                            |
+
+Defaults (`default_metrics`): I3D FVD when an I3D file is configured, else FVD-md; CLIPSIM
+when a CLIP folder is configured, else PA-md; always flicker. FVD-md and PA-md are measured
+by our own moving-digits classifier and are never comparable with published FVD / CLIPSIM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from torch import Tensor
+
+from harness.metrics.agreement import parse_caption, prompt_agreement
+from harness.metrics.clipsim import ClipSim
+from harness.metrics.evaluator import EvaluatorRecipe, load_evaluator
+from harness.metrics.flicker import flicker
+from harness.metrics.frechet import frechet_distance, gaussian_stats
+from harness.metrics.fvd import fvd
+from harness.metrics.i3d import DEFAULT_PATH as I3D_DEFAULT_PATH
+from harness.metrics.i3d import ENV_VAR as I3D_ENV_VAR
+from harness.metrics.i3d import I3D_RECIPES, I3DFeatures
+
+
+@dataclass(frozen=True)
+class VideoSet:
+    """videos (N, C, F, H, W) float in [-1, 1] and one caption per video."""
+
+    videos: Tensor
+    captions: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.videos.ndim != 5:
+            raise ValueError(f"videos must be (N, C, F, H, W), got {tuple(self.videos.shape)}")
+        if len(self.captions) != len(self.videos):
+            raise ValueError(f"{len(self.captions)} captions for {len(self.videos)} videos")
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """Where the metric models live. Empty strings mean "not configured" (see each field)."""
+
+    i3d: str = ""  # I3D TorchScript path; "" -> $TPDIFF_I3D, else ~/.cache/tpdiff/...
+    i3d_recipe: str = "stylegan-v"  # key of I3D_RECIPES
+    clip: str = ""  # local transformers CLIP folder for CLIPSIM
+    cache: str = ""  # evaluator cache root; "" -> $TPDIFF_CACHE, else ~/.cache/tpdiff-harness
+    evaluator: EvaluatorRecipe | None = None  # None: default recipe at the videos' shape
+    device: str = "cpu"
+
+    def i3d_configured(self) -> bool:
+        return bool(
+            self.i3d or os.environ.get(I3D_ENV_VAR) or I3D_DEFAULT_PATH.expanduser().is_file()
+        )
+
+
+@dataclass
+class MetricContext:
+    """Options plus the metric models, each loaded on first use and shared by all metrics."""
+
+    options: MetricOptions
+    frames: int
+    size: int
+    progress: bool = True
+
+    @cached_property
+    def evaluator(self):
+        recipe = self.options.evaluator or EvaluatorRecipe(frames=self.frames, size=self.size)
+        return load_evaluator(
+            recipe, self.options.cache or None, self.options.device, progress=self.progress
+        )
+
+    @cached_property
+    def i3d(self) -> I3DFeatures:
+        return I3DFeatures(self.options.i3d or None, self.options.i3d_recipe, self.options.device)
+
+    @cached_property
+    def clip(self) -> ClipSim:
+        if not self.options.clip:
+            raise ValueError("CLIPSIM needs a local CLIP folder: pass --clip PATH")
+        return ClipSim(self.options.clip, self.options.device)
+
+
+Metric = Callable[[VideoSet, VideoSet, MetricContext], dict]
+
+
+def _fvd_md(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
+    result = fvd(ctx.evaluator, real.videos, fake.videos, name="FVD-md")
+    return {"FVD-md": result.value, "evaluator": ctx.evaluator.recipe.key()}
+
+
+def _fvd_i3d(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
+    result = fvd(ctx.i3d, real.videos, fake.videos)
+    return {result.name: result.value}
+
+
+def _clipsim(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
+    return {"CLIPSIM": ctx.clip(fake.videos, list(fake.captions))}
+
+
+def _pa_md(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
+    acc = ctx.evaluator.agreement(fake.videos, list(fake.captions))
+    ceiling = ctx.evaluator.agreement(real.videos, list(real.captions))  # the evaluator's own
+    return {
+        "PA-md": acc.both,
+        "PA-md-digit": acc.digit,
+        "PA-md-dir": acc.direction,
+        "PA-md-real": ceiling.both,
+    }
+
+
+def _flicker(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
+    return {"flicker": flicker(fake.videos), "flicker-real": flicker(real.videos)}
+
+
+METRICS: dict[str, Metric] = {
+    "fvd-i3d": _fvd_i3d,
+    "fvd-md": _fvd_md,
+    "clipsim": _clipsim,
+    "pa-md": _pa_md,
+    "flicker": _flicker,
+}
+
+
+def default_metrics(options: MetricOptions) -> list[str]:
+    """I3D FVD if an I3D file is configured else FVD-md; CLIPSIM if a CLIP folder is
+    configured else PA-md; flicker."""
+    return [
+        "fvd-i3d" if options.i3d_configured() else "fvd-md",
+        "clipsim" if options.clip else "pa-md",
+        "flicker",
+    ]
+
+
+def compute_metrics(
+    fake: VideoSet,
+    real: VideoSet,
+    names: list[str] | None = None,
+    options: MetricOptions | None = None,
+    progress: bool = True,
+) -> dict:
+    """{column: value} of the metrics `names` (default: default_metrics) of fake vs real."""
+    options = options or MetricOptions()
+    names = names or default_metrics(options)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
+    if fake.videos.shape[1:] != real.videos.shape[1:]:
+        raise ValueError(
+            f"generated videos {tuple(fake.videos.shape[1:])} and real videos "
+            f"{tuple(real.videos.shape[1:])} differ in (C, F, H, W)"
+        )
+    _, _, frames, size, _ = fake.videos.shape
+    ctx = MetricContext(options, frames=frames, size=size, progress=progress)
+    row: dict = {}
+    for name in names:
+        row.update(METRICS[name](fake, real, ctx))
+    return row
+
+
+__all__ = [
+    "I3D_RECIPES",
+    "METRICS",
+    "ClipSim",
+    "EvaluatorRecipe",
+    "I3DFeatures",
+    "MetricContext",
+    "MetricOptions",
+    "VideoSet",
+    "compute_metrics",
+    "default_metrics",
+    "flicker",
+    "frechet_distance",
+    "fvd",
+    "gaussian_stats",
+    "load_evaluator",
+    "parse_caption",
+    "prompt_agreement",
+]
