@@ -175,13 +175,18 @@ def main(cfg: Config) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    # training cost per step = 3 x forward (backward = 2 x forward), counted once per frame count
-    macs = forward_macs(model, cfg, [stage.frames for stage in plan.stages])
     start, wall, seen, flops = 0, 0.0, 0, 0
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
     _check_run_folder(run_dir, cfg, world, state)
+    # training cost per step = 3 x forward (backward = 2 x forward), counted once per frame
+    # count; a resumed run (same config, checked above) reuses its recorded counts
+    saved = run_dir / "config.json"
+    recorded = json.loads(saved.read_text()).get("forward_macs", {}) if saved.exists() else {}
+    macs = {int(f): m for f, m in recorded.items()}
+    if set(macs) != {stage.frames for stage in plan.stages}:
+        macs = forward_macs(model, cfg, [stage.frames for stage in plan.stages])
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
