@@ -77,6 +77,27 @@ def reference_videos(cfg: Config, n: int) -> VideoSet:
     )
 
 
+def score_checkpoint(
+    run: str | Path,
+    n: int,
+    options: MetricOptions,
+    names: list[str] | None = None,
+    checkpoint: str | Path | None = None,
+    changes: dict | None = None,
+) -> dict:
+    """Sample n videos from a trained run (its checkpoint.pt, or `checkpoint`, e.g. a snapshot
+    path relative to the run; sampling `changes` such as {"renoise": False}) and score them
+    against n unseen real videos of the run's dataset. Returns {metric column: value}."""
+    from harness.sample import generate
+
+    run = Path(run)
+    cfg = Config.from_dict(json.loads((run / "config.json").read_text())["config"])
+    changes = dict(changes or {}, num_samples=n, device=options.device)
+    gen = generate(run, changes, checkpoint=checkpoint, progress=False)
+    fake = VideoSet(gen.videos, tuple(gen.captions))
+    return compute_metrics(fake, reference_videos(cfg, n), names, options)
+
+
 def sample_run(run: Path, num_samples: int, device: str = "cpu") -> Path:
     """Sample `num_samples` videos from a trained run folder into <run>/eval-samples/."""
     from harness.sample import main as sample_main

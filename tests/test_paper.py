@@ -57,6 +57,7 @@ def test_rerun_resumes_without_recomputing(smoke, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished evaluation was recomputed")
 
+    monkeypatch.setattr(paper, "score_checkpoint", fail)
     monkeypatch.setattr(paper, "generate", fail)
     monkeypatch.setattr(paper, "sample_main", fail)
     monkeypatch.setattr(paper, "cost_tables", fail)
