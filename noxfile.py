@@ -1,5 +1,5 @@
-"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s notebook`. Arguments after `--` go
-to the tool."""
+"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s notebook`, `nox -s ablate_stages`,
+`nox -s ablate`. Arguments after `--` go to the tool."""
 
 import nox
 
@@ -8,6 +8,7 @@ nox.options.sessions = ["tests", "lint"]
 
 # the CPU build on this project's machines; on CUDA machines install your own torch first
 TORCH = "torch==2.13.0"
+LINTED = ("harness", "ablations", "benchmarks", "tests", "noxfile.py")
 
 
 @nox.session
@@ -19,7 +20,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "harness", "tests", "noxfile.py", *session.posargs)
+    session.run("ruff", "check", *LINTED, *session.posargs)
 
 
 @nox.session
@@ -27,3 +28,36 @@ def notebook(session: nox.Session) -> None:
     """Execute notebooks/analysis.ipynb against results/paper (or the folder given after --)."""
     session.install(TORCH, "-e", ".[dev]")
     session.run("python", "notebooks/execute.py", *session.posargs)
+
+
+@nox.session
+def ablate_stages(session: nox.Session) -> None:
+    """Optuna stage-boundary sweep, e.g. `nox -s ablate_stages -- --trials 12 --scale cpu`
+    (options: python -m harness.sweep --help)."""
+    session.install(TORCH, "-e", ".[dev]")
+    session.run("python", "-m", "harness.sweep", *session.posargs)
+
+
+@nox.session
+def ablate(session: nox.Session) -> None:
+    """Named ablations, e.g. `nox -s ablate -- stages renoise --scale cpu` (or `-- all`)."""
+    session.install(TORCH, "-e", ".[dev]")
+    session.run("python", "-m", "harness.ablate", *(session.posargs or ["--list"]))
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Speed gate on TPDiff/vanilla ratios against results/baseline.json (`-- --update-baseline`
+    to refresh it)."""
+    session.install(TORCH, "-e", ".[dev]")
+    session.run("python", "-m", "harness.gate", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark suite (benchmarks/), saved under .benchmarks/ for --benchmark-compare."""
+    session.install(TORCH, "-e", ".[dev]")
+    session.run(
+        "python", "-m", "pytest", "benchmarks", "--benchmark-only", "--benchmark-autosave",
+        *session.posargs,
+    )  # fmt: skip

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from harness.backbones import build_backbone
 from harness.config import Config
 from harness.data import build_dataset
+from harness.gpu import configure_backbone
 from harness.text import build_text_encoder
 
 
@@ -18,7 +19,8 @@ class TextConditionedModel(nn.Module):
     """Text encoder + video backbone: forward(x (B, C, F, H, W), u (B,), ids (B, L)) -> target.
 
     `tokenize(captions)` turns captions into the `ids` this module takes, so one
-    module (and one DDP wrapper) owns every trainable parameter."""
+    module (and one DDP wrapper) owns every trainable parameter. (For a pretrained
+    pipeline the frozen encoder runs in `tokenize`: the `ids` are embeddings (B, L, D).)"""
 
     def __init__(self, text: nn.Module, backbone: nn.Module):
         super().__init__()
@@ -33,16 +35,23 @@ class TextConditionedModel(nn.Module):
 
 
 def build_model(cfg: Config) -> TextConditionedModel:
-    """Random initialisation from torch's global RNG (seed it first)."""
-    text = build_text_encoder(cfg.text_encoder, dim=cfg.text_dim, length=cfg.text_len)
-    backbone = build_backbone(
-        cfg.backbone,
-        size=cfg.size,
-        in_channels=cfg.channels,
-        text_dim=text.dim,
-        max_frames=cfg.frames,
-        sample_size=cfg.resolution,
-    )
+    """Random initialisation from torch's global RNG (seed it first), or with
+    `cfg.pretrained` the pipeline's weights from that local folder (harness.pretrained)."""
+    if cfg.pretrained:
+        from harness.pretrained import load_pretrained
+
+        text, backbone = load_pretrained(cfg)
+    else:
+        text = build_text_encoder(cfg.text_encoder, dim=cfg.text_dim, length=cfg.text_len)
+        backbone = build_backbone(
+            cfg.backbone,
+            size=cfg.size,
+            in_channels=cfg.channels,
+            text_dim=text.dim,
+            max_frames=cfg.frames,
+            sample_size=cfg.resolution,
+        )
+    configure_backbone(backbone, cfg.attention, cfg.grad_checkpointing)
     return TextConditionedModel(text, backbone)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import typing
 from dataclasses import dataclass, fields
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.forms import get_form
+from harness.gpu import ATTENTION_BACKENDS, COMPILE_BACKENDS
+from harness.latents import VAE_FRAMES, latent_frame_count, plan_frame_count
 from harness.pyramid import StagePlan, make_plan
 
 if sys.version_info >= (3, 11):
@@ -38,6 +41,9 @@ METHOD_FIELDS = (
     "renoise",
     "stage_weighting",
 )
+
+# the form each pretrained pipeline was trained with (README: Reproducing the paper on GPUs)
+PRETRAINED_FORMS = {"dit": "flow", "unet": "ddim"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,14 @@ class Config:
     snapshot_every: int = 0  # keep weights every N steps in snapshots/ (0: off), for curves
     sample_steps: int = 30
     num_samples: int = 8
+    # pretrained pipelines and GPU execution (README: Reproducing the paper on GPUs)
+    pretrained: str = ""  # local diffusers pipeline folder, $VAR expanded; "" = random init
+    latent_cache: str = ""  # folder for encoded latents; "" = <out_dir>/latents
+    encode_batch: int = 4  # videos per VAE call (encoding the data, decoding samples)
+    attention: str = "native"  # diffusers attention backend (dit); native = torch SDPA
+    grad_checkpointing: bool = False
+    compile: str = "off"  # off | inductor | aot_eager | eager (torch.compile backend)
+    fsdp: bool = False  # FSDP2 instead of DDP under torchrun
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -102,6 +116,7 @@ class Config:
             "num_stages",
             "ckpt_every",
             "num_samples",
+            "encode_batch",
         )
         for key in positive:
             if getattr(self, key) < 1:
@@ -122,21 +137,70 @@ class Config:
                 f"num_stages={self.num_stages} needs one per stage (or leave it empty to split "
                 "sample_steps evenly)"
             )
+        self._check_execution()
+        if self.pretrained:
+            self._check_pretrained()
+
+    def _check_execution(self) -> None:
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"attention must be one of {ATTENTION_BACKENDS}, got {self.attention!r}"
+            )
+        if self.compile not in COMPILE_BACKENDS:
+            raise ValueError(f"compile must be one of {COMPILE_BACKENDS}, got {self.compile!r}")
+        if self.fsdp and self.ema_decay > 0:
+            raise ValueError(
+                "ema_decay > 0 keeps a full copy of the model on every process, which fsdp=true "
+                "is there to avoid; set ema_decay=0 or fsdp=false"
+            )
+
+    def _check_pretrained(self) -> None:
+        if self.backbone not in PRETRAINED_FORMS:
+            raise ValueError(
+                f"pretrained= loads backbone dit (Wan2.1) or unet (AnimateDiff), "
+                f"not {self.backbone!r}"
+            )
+        form = PRETRAINED_FORMS[self.backbone]
+        if self.form != form:
+            raise ValueError(
+                f"the pretrained {self.backbone} pipeline was trained with form={form}; "
+                f"set form={form} (got {self.form!r})"
+            )
+        if self.channels != 3:
+            raise ValueError(
+                f"pretrained VAEs take RGB video: set channels=3 (got {self.channels})"
+            )
+        if self.text_encoder != "learned":
+            raise ValueError(
+                "with pretrained=, the text encoder is the folder's text_encoder/ and tokenizer/; "
+                f"leave text_encoder at its default (got {self.text_encoder!r})"
+            )
+        latent_frame_count(self.frames, *VAE_FRAMES[self.backbone])  # raises on a bad `frames`
 
     # ------------------------------------------------------------------ derived
+
+    @property
+    def plan_frames(self) -> int:
+        """Frames the plan and the model run at: `frames`, or with pretrained= the VAE's
+        latent frame count (Wan: 1 + (frames - 1) / 4; AnimateDiff: frames)."""
+        if not self.pretrained:
+            return self.frames
+        return latent_frame_count(self.frames, *VAE_FRAMES[self.backbone])
 
     def plan(self, sample_steps: int | None = None) -> StagePlan:
         """The stage plan this config samples with (K = 1 for vanilla)."""
         total = sample_steps or self.sample_steps
         if self.method == "vanilla":
-            return make_plan(self.form, self.frames, (), (total,), self.upsample)
+            return make_plan(self.form, self.plan_frames, (), (total,), self.upsample)
         k = self.num_stages
         jumps = self.jump_points or tuple(1.0 - (i + 1) / k for i in range(k - 1))
         steps = self.stage_steps
         if not steps or sample_steps is not None:
             base, extra = divmod(total, k)
             steps = tuple(base + (1 if i < extra else 0) for i in range(k))
-        return make_plan(self.form, self.frames, jumps, steps, self.upsample)
+        if self.pretrained:  # the divisibility error in video frames, with the nearest fix
+            plan_frame_count(self.frames, k, *VAE_FRAMES[self.backbone])
+        return make_plan(self.form, self.plan_frames, jumps, steps, self.upsample)
 
     @property
     def run_dir(self) -> Path:
@@ -148,6 +212,12 @@ class Config:
             for f in fields(self)
             for v in [getattr(self, f.name)]
         }
+
+    def to_toml(self, comment: str = "") -> str:
+        """This config as TOML (every key), which `Config.from_file` reads back equal."""
+        lines = [f"# {line}" for line in comment.splitlines()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()]
+        return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------------ overrides
 
@@ -183,6 +253,18 @@ class Config:
             raise FileNotFoundError(f"config file {path} not found (see baselines/ for examples)")
         with path.open("rb") as fh:
             return cls.from_dict(tomllib.load(fh))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
 
 
 def parse_cli(prog: str, description: str, argv: list[str] | None = None) -> Config:

@@ -32,3 +32,23 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     return write_text(path, frame.to_csv(index=False))
+
+
+def save_figure(fig, path: str | Path, **savefig_kw: Any) -> Path:
+    """Save a matplotlib figure atomically (a uniquely named temporary file in the same
+    folder, then a rename, so concurrent writers never collide) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, **savefig_kw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from harness.io import write_csv, write_json, write_text  # noqa: E402
+from harness.io import save_figure, write_csv, write_json, write_text  # noqa: E402
 
 STYLE = {  # method -> matplotlib style; colour, line and marker all differ
     "vanilla": dict(color="#1f77b4", linestyle="-", marker="o", label="vanilla"),
@@ -145,8 +145,7 @@ def plot_quality(curves: pd.DataFrame, x: str, path: Path, quality: str) -> None
         ax.legend()
     fig.suptitle(f"Quality vs training cost (Fig. 5 analogue; {quality})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_renoise_strip(strip: dict, path: Path) -> None:
@@ -169,8 +168,7 @@ def plot_renoise_strip(strip: dict, path: Path) -> None:
                 ax.set_title(f"frame {f}", fontsize=7)
     fig.suptitle("Renoising on vs off (Fig. 6 analogue): same prompts, same seeds", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _final(curves: pd.DataFrame) -> pd.DataFrame:

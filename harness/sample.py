@@ -29,6 +29,8 @@ from PIL import Image, ImageDraw
 
 from harness.build import build_data, build_model, git_revision, resolve_device
 from harness.config import METHOD_FIELDS, Config
+from harness.gpu import compile_backbone
+from harness.pretrained import cached_captions, load_codec
 from harness.pyramid import StagePlan
 from harness.sampling import autocast_model
 from harness.sampling import sample as run_sampler
@@ -40,6 +42,9 @@ SAMPLING_KEYS = (
     "num_samples",
     "seed",
     "device",
+    "encode_batch",  # execution only: how sampling runs, not what it computes
+    "attention",
+    "compile",
 )
 
 
@@ -131,6 +136,10 @@ def plan_tag(cfg: Config) -> str:
 def prompts(trained: Config, n: int) -> list[str]:
     """n captions to sample for: unseen moving-digits items (a disjoint seed), or for a
     video folder the folder's own captions (those were seen in training)."""
+    if trained.pretrained and trained.dataset == "video-folder":
+        cached = cached_captions(trained)  # the latent cache has them: no decoding
+        if cached:
+            return [cached[i % len(cached)] for i in range(n)]
     data = build_data(trained, seed_offset=10_007 if trained.dataset == "moving-digits" else 0)
     return [data[i % len(data)]["caption"] for i in range(n)]
 
@@ -160,11 +169,15 @@ def generate(
     model = build_model(cfg).to(device)
     model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
     model.eval()
+    compile_backbone(model.backbone, cfg.compile)
     plan = cfg.plan()
     captions = prompts(cfg, cfg.num_samples)
     ids = model.tokenize(captions).to(device)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     shape = (cfg.num_samples, cfg.channels, cfg.frames, cfg.resolution, cfg.resolution)
+    codec = load_codec(cfg).to(device) if cfg.pretrained else None
+    if codec is not None:  # sample latents (B, C, F', h, w), then decode them to video
+        shape = (cfg.num_samples, *codec.latent_shape(cfg.frames, cfg.resolution))
     videos = run_sampler(
         autocast_model(model, device),
         cfg.form,
@@ -176,6 +189,8 @@ def generate(
         device=device,
         progress=progress,
     )
+    if codec is not None:
+        videos = codec.decode_batched(videos, cfg.encode_batch)
     return Generated(videos.cpu(), captions, cfg, plan, state["step"])
 
 

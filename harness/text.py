@@ -4,6 +4,8 @@
   embedded by a trainable table plus positions; trained with the backbone.
 - a local folder holding a transformers CLIP or T5 text encoder and its
   tokenizer: loaded with `local_files_only=True` (never downloaded), frozen.
+  UMT5 (Wan's encoder) is read too, its padded positions zeroed as WanPipeline does;
+  a pretrained pipeline keeps its tokenizer in a sibling folder (`tokenizer_path`).
 
 Tokenisation happens outside the module (`encoder.tokenize(captions)` on the
 host), so the module's forward takes a LongTensor (B, L) and works under DDP.
@@ -46,9 +48,17 @@ class LearnedTextEncoder(nn.Module):
 class PretrainedTextEncoder(nn.Module):
     """A frozen transformers text encoder (CLIP or T5) from a local folder: (B, L) -> (B, L, D)."""
 
-    def __init__(self, path: str | Path, length: int = 77):
+    def __init__(
+        self, path: str | Path, length: int = 77, tokenizer_path: str | Path | None = None
+    ):
         super().__init__()
-        from transformers import AutoConfig, AutoTokenizer, CLIPTextModel, T5EncoderModel
+        from transformers import (
+            AutoConfig,
+            AutoTokenizer,
+            CLIPTextModel,
+            T5EncoderModel,
+            UMT5EncoderModel,
+        )
 
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -58,16 +68,20 @@ class PretrainedTextEncoder(nn.Module):
                 "model.save_pretrained(path) and tokenizer.save_pretrained(path)"
             )
         kind = AutoConfig.from_pretrained(path, local_files_only=True).model_type
-        classes = {"clip_text_model": CLIPTextModel, "clip": CLIPTextModel, "t5": T5EncoderModel}
+        classes = {"clip_text_model": CLIPTextModel, "clip": CLIPTextModel, "t5": T5EncoderModel,
+                   "umt5": UMT5EncoderModel}  # fmt: skip
         if kind not in classes:
-            raise ValueError(f"text encoder at {path} is a {kind!r} model; use CLIP or T5")
+            raise ValueError(f"text encoder at {path} is a {kind!r} model; use CLIP, T5 or UMT5")
         self.model = classes[kind].from_pretrained(path, local_files_only=True)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer_path or path, local_files_only=True
+        )
         self.model.requires_grad_(False).eval()
         self.length = min(length, self.tokenizer.model_max_length)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.dim = self.model.config.hidden_size
-        self.use_mask = kind == "t5"  # CLIP text encoders are used unmasked (as in SD)
+        self.use_mask = kind in ("t5", "umt5")  # CLIP text encoders are used unmasked (as in SD)
+        self.zero_padding = kind == "umt5"  # WanPipeline zeroes the embeddings past the prompt
 
     def tokenize(self, captions: list[str]) -> Tensor:
         out = self.tokenizer(
@@ -82,7 +96,8 @@ class PretrainedTextEncoder(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         mask = (ids != self.pad_id).long() if self.use_mask else None
         with torch.no_grad():
-            return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            out = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return out * mask[..., None].to(out.dtype) if self.zero_padding else out
 
 
 def build_text_encoder(spec: str, dim: int = 64, length: int = 12) -> nn.Module:

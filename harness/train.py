@@ -46,11 +46,26 @@ from harness.config import Config, parse_cli
 from harness.data import collate
 from harness.flops import count_macs
 from harness.forms import get_form
+from harness.gpu import compile_backbone, full_state, load_optimizer, scalar, shard
 from harness.io import write_json, write_text
+from harness.pretrained import latent_dataset
 from harness.stagewise import draw_training_batch, stage_probabilities
 
 # config keys that may change between a run and its resumption
-RESUMABLE_CHANGES = ("steps", "ckpt_every", "snapshot_every", "device", "out_dir", "num_samples")
+RESUMABLE_CHANGES = (
+    "steps",
+    "ckpt_every",
+    "snapshot_every",
+    "device",
+    "out_dir",
+    "num_samples",
+    # execution only (latents are keyed by content, not location)
+    "latent_cache",
+    "encode_batch",
+    "attention",
+    "grad_checkpointing",
+    "compile",
+)
 
 
 def step_generator(seed: int, step: int, rank: int = -1, device="cpu") -> torch.Generator:
@@ -94,19 +109,29 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def forward_macs(model: TextConditionedModel, cfg: Config, frames: list[int]) -> dict[int, int]:
-    """Forward MACs of one sample at each frame count (fvcore + attention handles)."""
+def forward_macs(
+    model: TextConditionedModel,
+    cfg: Config,
+    frames: list[int],
+    shape: tuple[int, int] | None = None,
+) -> dict[int, int]:
+    """Forward MACs of one sample at each frame count (fvcore + attention handles);
+    `shape` = (channels, size) of the model's input (default: the config's video)."""
+    channels, size = shape or (cfg.channels, cfg.resolution)
     ids = model.tokenize([""])
     device = next(model.parameters()).device
     out = {}
-    for f in sorted(set(frames)):
-        x = torch.zeros(1, cfg.channels, f, cfg.resolution, cfg.resolution, device=device)
-        out[f] = count_macs(model, (x, torch.full((1,), 0.5, device=device), ids.to(device))).macs
+    with torch.no_grad():  # the trace needs no activations kept (large at GPU scale)
+        for f in sorted(set(frames)):
+            x = torch.zeros(1, channels, f, size, size, device=device)
+            u = torch.full((1,), 0.5, device=device)
+            out[f] = count_macs(model, (x, u, ids.to(device))).macs
     return out
 
 
 def _check_resumable(saved: dict, cfg: Config) -> None:
     now = cfg.to_dict()
+    saved = Config().to_dict() | saved  # keys added since the run was made have their defaults
     diff = {
         k: (saved.get(k), v)
         for k, v in now.items()
@@ -168,12 +193,19 @@ def main(cfg: Config) -> Path:
     run_dir = cfg.run_dir
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
 
-    dataset = build_data(cfg)
+    if cfg.fsdp and world < 2:
+        raise ValueError(
+            "fsdp=true shards the model over torchrun processes: run under "
+            "torchrun --nproc_per_node N with N >= 2, or set fsdp=false"
+        )
+    if cfg.pretrained:  # the VAE's latents of the videos, encoded once and cached on disk
+        barrier = (lambda: _barrier(device)) if world > 1 else (lambda: None)
+        dataset = latent_dataset(cfg, lambda: build_data(cfg), device, rank, world, barrier)
+    else:
+        dataset = build_data(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
     ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay > 0 else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     start, wall, seen, flops = 0, 0.0, 0, 0
     state = None
@@ -186,14 +218,21 @@ def main(cfg: Config) -> Path:
     recorded = json.loads(saved.read_text()).get("forward_macs", {}) if saved.exists() else {}
     macs = {int(f): m for f, m in recorded.items()}
     if set(macs) != {stage.frames for stage in plan.stages}:
-        macs = forward_macs(model, cfg, [stage.frames for stage in plan.stages])
+        shape = (dataset.channels, dataset.size)
+        macs = forward_macs(model, cfg, [stage.frames for stage in plan.stages], shape)
     if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start, wall, seen = state["step"], state["wall_time_s"], state["samples_seen"]
         flops = state["train_flops"]
+    compile_backbone(model.backbone, cfg.compile)  # after the MAC count: fvcore traces eager
+    if cfg.fsdp:
+        shard(model, device)  # parameters become DTensor shards; the optimizer comes after
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if state is not None:
+        load_optimizer(model, opt, state["opt"], cfg.fsdp)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(
@@ -211,7 +250,8 @@ def main(cfg: Config) -> Path:
         return run_dir
 
     device_ids = [device.index] if device.type == "cuda" else None
-    net = DistributedDataParallel(model, device_ids=device_ids) if world > 1 else model
+    ddp = world > 1 and not cfg.fsdp
+    net = DistributedDataParallel(model, device_ids=device_ids) if ddp else model
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     local = cfg.batch_size // world
     log = log_path.open("a") if rank == 0 else None
@@ -266,7 +306,7 @@ def main(cfg: Config) -> Path:
                 frames=batch.frames,
                 loss=float(loss_value),
                 lr=opt.param_groups[0]["lr"],
-                grad_norm=float(grad_norm),
+                grad_norm=scalar(grad_norm),
                 step_time_s=step_time,
                 data_time_s=data_time,
                 wall_time_s=wall,
@@ -278,9 +318,12 @@ def main(cfg: Config) -> Path:
             bar.set_postfix(loss=f"{row['loss']:.4f}", stage=stage)
         done = step + 1
         snapshot = cfg.snapshot_every and done % cfg.snapshot_every == 0
-        if rank == 0 and (snapshot or done % cfg.ckpt_every == 0 or done == cfg.steps):
+        checkpoint = done % cfg.ckpt_every == 0 or done == cfg.steps
+        if (rank == 0 or cfg.fsdp) and (snapshot or checkpoint):  # FSDP: a collective gather
+            weights, optim = full_state(model, opt if checkpoint else None, cfg.fsdp)
+        if rank == 0 and (snapshot or checkpoint):
             state = dict(
-                model=model.state_dict(),
+                model=weights,
                 ema=ema.state_dict() if ema is not None else None,
                 step=done,
                 wall_time_s=wall,
@@ -293,8 +336,8 @@ def main(cfg: Config) -> Path:
             )
             if snapshot:  # weights only, for quality-vs-cost curves
                 save_checkpoint(run_dir / "snapshots" / f"step_{done:06d}.pt", state)
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                save_checkpoint(ckpt_path, state | dict(opt=opt.state_dict()))
+            if checkpoint:
+                save_checkpoint(ckpt_path, state | dict(opt=optim))
     bar.close()
     if log is not None:
         log.close()

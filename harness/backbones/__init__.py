@@ -62,16 +62,24 @@ class VideoBackbone(nn.Module):
 
     Attributes: `name`, `size`, `default_form` ("flow" or "ddim"), `config` (the
     kwargs the diffusers class was built with), `max_frames`, `inner` (the module).
-    Parameters are drawn from torch's global RNG: seed it first for repeatable builds."""
+    Parameters are drawn from torch's global RNG: seed it first for repeatable builds.
+    `inner` given (e.g. pretrained weights): wrap that module instead of building one."""
 
-    def __init__(self, builder: Builder, size: str, config: dict, max_frames: int):
+    def __init__(
+        self,
+        builder: Builder,
+        size: str,
+        config: dict,
+        max_frames: int,
+        inner: nn.Module | None = None,
+    ):
         super().__init__()
         self.name = builder.name
         self.size = size
         self.default_form = builder.default_form
         self.config = dict(config)
         self.max_frames = max_frames
-        self.inner = builder.model_class(**config)
+        self.inner = builder.model_class(**config) if inner is None else inner
         self._call = builder.call
 
     def forward(self, x: Tensor, u: Tensor, cond: Tensor) -> Tensor:

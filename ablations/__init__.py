@@ -1,0 +1,74 @@
+"""Named ablations: each is a set of variants, and each variant is only a config difference
+on top of the TPDiff baseline of the chosen scale (`harness.trials.SCALES`, base
+baselines/dit-tpdiff.toml: DiT, flow matching, K = 3 uniform stages, 30 sampling steps).
+The empty difference is the paper's setting. Run with
+`python -m harness.ablate NAME [NAME ...] --scale cpu` (or `nox -s ablate -- NAME`).
+Variants that differ only in sampling settings (renoise, steps per stage) share one
+trained run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Ablation:
+    about: str
+    variants: dict[str, dict[str, Any]]  # label -> config changes
+
+
+PAPER = "paper"  # label of the unchanged baseline in every ablation
+
+ABLATIONS: dict[str, Ablation] = {
+    "stages": Ablation(
+        "number of stages K (K = 1 is the vanilla process, trained stage-wise with one stage)",
+        {
+            "K=1": dict(num_stages=1),
+            "K=2": dict(num_stages=2),
+            PAPER: {},
+            "K=4": dict(num_stages=4),
+        },
+    ),
+    "jump_points": Ablation(
+        "where the K = 3 stages end (u runs from 1, noise, to 0, data; paper: 2/3 and 1/3)",
+        {
+            PAPER: {},
+            "early (0.75, 0.45)": dict(jump_points=(0.75, 0.45)),
+            "late (0.55, 0.25)": dict(jump_points=(0.55, 0.25)),
+        },
+    ),
+    "stage_steps": Ablation(
+        "how the 30 sampling steps are shared between the stages (sampling only)",
+        {
+            PAPER: {},
+            "front (14, 10, 6)": dict(stage_steps=(14, 10, 6)),
+            "back (6, 10, 14)": dict(stage_steps=(6, 10, 14)),
+        },
+    ),
+    "upsample": Ablation(
+        "temporal upsampling at each stage jump",
+        {PAPER: {}, "linear": dict(upsample="linear")},
+    ),
+    "align": Ablation(
+        "data-noise alignment in training (METHOD.md sec. 5)",
+        {PAPER: {}, "off": dict(align=False)},
+    ),
+    "renoise": Ablation(
+        "corrective noise at each stage jump in sampling (sampling only)",
+        {PAPER: {}, "off": dict(renoise=False)},
+    ),
+    "stage_weighting": Ablation(
+        "how often training draws each stage",
+        {
+            PAPER: {},
+            "uniform": dict(stage_weighting="uniform"),
+            "steps": dict(stage_weighting="steps"),
+        },
+    ),
+    "form": Ablation(
+        "diffusion form (the paper: flow matching for MiniFlux-vid, DDIM for AnimateDiff)",
+        {PAPER: {}, "ddim": dict(form="ddim"), "ddim-v": dict(form="ddim-v")},
+    ),
+}

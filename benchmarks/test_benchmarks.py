@@ -1,0 +1,93 @@
+"""pytest-benchmark suite, apart from the unit tests: `python -m pytest benchmarks
+--benchmark-only` (or `nox -s bench`). Times of one machine, kept in .benchmarks/ for
+`--benchmark-compare`; the cross-machine regression check on TPDiff/vanilla ratios is
+`python -m harness.gate`. Each benchmark carries its MAC count in extra_info.
+
+Setting: each backbone of harness.cost.PAIRS at size `small`, 16 frames at 32x32, the
+paper's 3 uniform stages (frames 4 / 8 / 16) and 30 sampling steps, one thread.
+"""
+
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.backbones import build_backbone
+from harness.cost import PAIRS
+from harness.flops import count_macs, plan_macs
+from harness.pyramid import make_plan, uniform_plan
+from harness.sampling import sample
+
+FRAMES, SIZE, CHANNELS, TEXT_DIM, TEXT_LEN = 16, 32, 1, 64, 12
+STAGE_FRAMES = (4, 8, 16)
+FORMS = dict(PAIRS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", params=[b for b, _ in PAIRS])
+def backbone(request):
+    torch.manual_seed(0)
+    model = build_backbone(request.param, "small", CHANNELS, TEXT_DIM, FRAMES, SIZE)
+    return request.param, model
+
+
+def inputs(batch, frames):
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(batch, CHANNELS, frames, SIZE, SIZE, generator=g),
+        torch.rand(batch, generator=g),
+        torch.randn(batch, TEXT_LEN, TEXT_DIM, generator=g),
+    )
+
+
+@pytest.mark.parametrize("frames", STAGE_FRAMES)
+def test_forward_per_stage(benchmark, backbone, frames):
+    name, model = backbone
+    args = inputs(1, frames)
+    benchmark.extra_info["macs"] = count_macs(model, args).macs
+    with torch.no_grad():
+        benchmark.pedantic(model, args, rounds=10, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("method", ["vanilla", "tpdiff"])
+def test_sampling(benchmark, backbone, method):
+    name, model = backbone
+    form = FORMS[name]
+    plan = (make_plan(form, FRAMES, (), (30,)) if method == "vanilla"
+            else uniform_plan(form, FRAMES, 3, total_steps=30))  # fmt: skip
+    macs = {f: count_macs(model, inputs(1, f)).macs for f in {s.frames for s in plan.stages}}
+    benchmark.extra_info["plan_macs"] = plan_macs(macs, plan)
+    cond = inputs(1, FRAMES)[2]
+    run = partial(sample, model, form, plan, (1, CHANNELS, FRAMES, SIZE, SIZE), cond=cond,
+                  generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    with torch.no_grad():
+        videos = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    assert videos.shape == (1, CHANNELS, FRAMES, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("frames", STAGE_FRAMES)
+def test_training_step(benchmark, backbone, frames):
+    """One optimiser step on a batch of 8 at a stage's frame count (vanilla trains at 16
+    frames; TPDiff at 4 / 8 / 16 with the stage distribution's probabilities)."""
+    name, model = backbone
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x, u, cond = inputs(8, frames)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.mse_loss(model(x, u, cond), x)
+        loss.backward()
+        opt.step()
+        return loss
+
+    benchmark.extra_info["train_macs"] = 3 * 8 * count_macs(model, inputs(1, frames)).macs
+    loss = benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    assert torch.isfinite(loss)

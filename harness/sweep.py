@@ -1,0 +1,582 @@
+"""Stage-boundary sweep: `python -m harness.sweep [--trials N] [--scale tiny|cpu|gpu] ...`
+(also `nox -s ablate_stages -- ...`).
+
+An Optuna multi-objective study over the K - 1 jump points of the TPDiff plan (and, with
+--search-steps, the sampling steps of each stage): quality (FVD-md, down) against cost
+(down): --cost train, the expected training GFLOPs per sample-step under the stage
+distribution (the default; jump points move it through the stage lengths), or --cost
+infer, the sampling GFLOPs per video (moves only with --search-steps). Each trial builds
+a config and goes through the same training and evaluation as the suites
+(`harness.trials.train_and_score`). The paper's equal split is enqueued as the first trial,
+as the reference point.
+
+Pruning. Optuna's `trial.report` is not available in multi-objective studies, so the
+intermediate FVD-md of every scored snapshot is kept in the trial's user attributes
+(`fvd_at`) and a trial is pruned when, at the same step, a finished trial with no higher
+cost already has an FVD-md lower by more than --prune-margin (after --prune-after finished
+trials). Suggestions that make no valid plan (jump points closer than --min-gap, a stage
+without steps) are pruned before any training; `pruned_reason` records why.
+
+Storage. Default: SQLite `<out>/study.db` (open it with optuna-dashboard). --storage takes
+any RDB URL (PostgreSQL, MySQL) or `journal:PATH` (Optuna's journal file, for several
+processes on one machine). To spread a sweep over N workers, start N processes with the
+same --storage, --study and --trials; they share the budget. Rerunning resumes the study:
+the budget counts stored trials, a trial whose worker died on this machine is marked failed
+and queued again (its training resumes from the run's checkpoint), and on an RDB storage
+the heartbeat does the same for workers on other machines. A trial that raises (NaN loss,
+out of memory, any exception) is marked failed with its `error` and the study goes on.
+
+Outputs in --out (default results/sweep/<study>/), rewritten after every trial: trials.csv,
+pareto.png, importance_<objective>.png, best/trial_NNNN.toml (every Pareto-optimal config,
+ready for `python -m harness.train --config`), summary.json and report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import socket
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+from harness.config import Config  # noqa: E402
+from harness.io import save_figure, write_json, write_text  # noqa: E402
+from harness.metrics import MetricOptions  # noqa: E402
+from harness.trials import QUALITY, SCALES, train_and_score, trial_config  # noqa: E402
+
+COSTS = {
+    "train": ("train_gflops", "training GFLOPs per sample-step"),
+    "infer": ("infer_gflops", "sampling GFLOPs per video"),
+}
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What a study searches; stored in the study and checked when it is resumed."""
+
+    scale: str = "cpu"
+    stages: int = 3
+    cost: str = "train"
+    search_steps: bool = False
+    min_gap: float = 0.05
+    prune_margin: float = 0.1
+    prune_after: int = 4
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown scale {self.scale!r}; choose one of {sorted(SCALES)}")
+        if self.stages < 2:
+            raise ValueError(f"stages={self.stages}: a stage-boundary sweep needs K >= 2")
+        if self.cost not in COSTS:
+            raise ValueError(f"unknown cost {self.cost!r}; choose one of {sorted(COSTS)}")
+        if not 0 < self.min_gap < 1 / self.stages:
+            raise ValueError(f"min_gap={self.min_gap} must lie in (0, 1/K = {1 / self.stages})")
+
+    @property
+    def study_name(self) -> str:
+        steps = "-steps" if self.search_steps else ""
+        return f"stages-K{self.stages}-{self.scale}-{self.cost}{steps}"
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [QUALITY, COSTS[self.cost][1]]
+
+
+class InvalidSuggestion(ValueError):
+    """The sampled parameters make no valid stage plan."""
+
+
+def equal_split(settings: SweepSettings, sample_steps: int) -> dict[str, Any]:
+    """The paper's plan as trial parameters: jump points 1 - k/K, steps split evenly."""
+    k = settings.stages
+    params: dict[str, Any] = {f"jump_{i}": 1 - i / k for i in range(1, k)}
+    if settings.search_steps:
+        base, extra = divmod(sample_steps, k)
+        params |= {f"steps_{i}": base + (1 if i <= extra else 0) for i in range(1, k)}
+    return params
+
+
+def suggest_config(trial: optuna.Trial, settings: SweepSettings, runs: Path) -> Config:
+    """The trial's config; raises InvalidSuggestion naming what is wrong with the draw."""
+    k, gap = settings.stages, settings.min_gap
+    scale = SCALES[settings.scale]
+    jumps = [trial.suggest_float(f"jump_{i}", gap, 1 - gap) for i in range(1, k)]
+    changes: dict[str, Any] = dict(method="tpdiff", num_stages=k)
+    total = trial_config(scale, runs).sample_steps
+    if settings.search_steps:
+        steps = [trial.suggest_int(f"steps_{i}", 1, total - (k - 1)) for i in range(1, k)]
+        steps.append(total - sum(steps))
+        if steps[-1] < 1:
+            raise InvalidSuggestion(f"steps {steps[:-1]} leave no step of {total} for stage {k}")
+        changes["stage_steps"] = tuple(steps)
+    bounds = [1.0, *jumps, 0.0]
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        if a - b < gap:
+            raise InvalidSuggestion(
+                f"stage {i} would span u in [{b:.3f}, {a:.3f}], shorter than min_gap={gap}"
+            )
+    cfg = trial_config(scale, runs, **changes, jump_points=tuple(jumps))
+    try:
+        cfg.plan()
+    except ValueError as err:
+        raise InvalidSuggestion(str(err)) from None
+    return cfg
+
+
+def dominating_trial(
+    finished: list[FrozenTrial], step: int, cost: float, fvd: float, margin: float
+) -> FrozenTrial | None:
+    """A finished trial that at `step` had FVD-md below fvd / (1 + margin) at a cost no
+    higher than `cost`, or None."""
+    for t in finished:
+        other = t.user_attrs.get("fvd_at", {}).get(str(step))
+        if other is None or t.user_attrs.get("cost") is None:
+            continue
+        if t.user_attrs["cost"] <= cost * (1 + 1e-9) and other * (1 + margin) < fvd:
+            return t
+    return None
+
+
+class Objective:
+    def __init__(self, settings: SweepSettings, runs: Path, options: MetricOptions):
+        self.settings, self.runs, self.options = settings, runs, options
+        self.scale = SCALES[settings.scale]
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        trial.set_user_attr("worker", worker_id())
+        try:
+            cfg = suggest_config(trial, self.settings, self.runs)
+        except InvalidSuggestion as err:
+            trial.set_user_attr("pruned_reason", f"invalid: {err}")
+            raise optuna.TrialPruned(str(err)) from None
+        trial.set_user_attr("run", cfg.name)
+        trial.set_user_attr("config", cfg.to_dict())
+        cost_key = COSTS[self.settings.cost][0]
+        fvd_at: dict[str, float] = {}
+
+        def on_score(step: int, row: dict) -> None:
+            cost = row[cost_key]
+            fvd_at[str(step)] = float(row[QUALITY])
+            trial.set_user_attr("fvd_at", fvd_at)
+            trial.set_user_attr("trained_steps", step)
+            trial.set_user_attr("cost", cost)
+            for key in ("PA-md", "flicker", "train_gflops", "infer_gflops", "train_wall_s"):
+                trial.set_user_attr(key, float(row[key]))
+            if step == self.scale.steps:
+                return
+            finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if len(finished) < self.settings.prune_after:
+                return
+            best = dominating_trial(finished, step, cost, row[QUALITY], self.settings.prune_margin)
+            if best is not None:
+                reason = (
+                    f"at step {step}: {QUALITY} {row[QUALITY]:.1f} vs "
+                    f"{best.user_attrs['fvd_at'][str(step)]:.1f} of trial {best.number} "
+                    f"at no higher cost ({best.user_attrs['cost']:.4g} <= {cost:.4g})"
+                )
+                trial.set_user_attr("pruned_reason", reason)
+                raise optuna.TrialPruned(reason)
+
+        try:
+            rows = train_and_score(cfg, self.scale, self.options, on_score)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:  # recorded, then Optuna marks the trial failed and goes on
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise
+        return float(rows[-1][QUALITY]), float(rows[-1][cost_key])
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+MAX_RETRIES = 3
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue the parameters of a trial whose worker died, as a fresh trial (`retry_of` names
+    the first attempt; its training resumes from the same run's checkpoint). Also the
+    heartbeat callback of RDB storages."""
+    first = trial.user_attrs.get("retry_of", trial.number)
+    attempts = sum(
+        t.user_attrs.get("retry_of", t.number) == first for t in study.get_trials(deepcopy=False)
+    )
+    if attempts <= MAX_RETRIES:
+        attrs = {"retry_of": first} | {
+            k: v for k, v in trial.user_attrs.items() if k == "reference"
+        }
+        study.enqueue_trial(trial.params, user_attrs=attrs)
+
+
+def recover_orphans(study: optuna.Study) -> list[int]:
+    """Mark failed, and queue again, the running trials whose worker process on this
+    machine no longer exists (killed sweeps). Returns their numbers."""
+    host, storage = socket.gethostname(), study._storage
+    orphans = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        name, _, pid = worker.rpartition(":")
+        if name != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        storage.set_trial_user_attr(t._trial_id, "orphaned", f"worker {worker} died mid-trial")
+        if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            requeue(study, storage.get_trial(t._trial_id))
+            orphans.append(t.number)
+    return orphans
+
+
+def spent(trials: list[FrozenTrial]) -> int:
+    """Trials that used the budget: finished, pruned after training began, or failed with
+    an error of their own (a trial whose worker died counts once, when its retry ends)."""
+    return sum(
+        t.state == TrialState.COMPLETE
+        or (t.state == TrialState.PRUNED and "trained_steps" in t.user_attrs)
+        or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+        for t in trials
+    )
+
+
+class Budget:
+    """Stops the study once `n` trials are spent (shared by every worker of the study)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def done(self, study: optuna.Study) -> bool:
+        trials = study.get_trials(deepcopy=False)
+        return spent(trials) >= self.n or len(trials) >= 20 * self.n
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.done(study):
+            study.stop()
+
+
+def open_storage(spec: str, heartbeat: int) -> optuna.storages.BaseStorage:
+    """`journal:PATH` -> journal file storage; anything else is an RDB URL (SQLite gets a
+    30 s lock timeout; RDB storages get a heartbeat so a dead worker's trial is retried)."""
+    if spec.startswith("journal:"):
+        path = Path(spec.removeprefix("journal:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    kwargs: dict[str, Any] = {}
+    if spec.startswith("sqlite:///"):
+        Path(spec.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 30}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            spec,
+            engine_kwargs=kwargs,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=requeue,
+        )
+
+
+def open_study(settings: SweepSettings, storage, name: str, seed: int | None) -> optuna.Study:
+    """Create or resume the study; refuse to resume one made with other settings. Only the
+    worker that creates the study records its settings and queues the paper's equal split;
+    the others wait for the settings to appear."""
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True)
+    directions = ["minimize", "minimize"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            study = optuna.create_study(
+                storage=storage, study_name=name, directions=directions, sampler=sampler
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        else:
+            study.set_metric_names(settings.metric_names)
+            total = trial_config(SCALES[settings.scale], Path("runs")).sample_steps
+            study.enqueue_trial(
+                equal_split(settings, total), user_attrs={"reference": "paper: equal split"}
+            )
+            study.set_user_attr("settings", asdict(settings))
+    for _ in range(120):
+        saved = study.user_attrs.get("settings")
+        if saved is not None:
+            break
+        time.sleep(0.5)
+    else:
+        raise ValueError(
+            f"study {name!r} exists in this storage but was not made by harness.sweep (it has "
+            "no settings); pass another --study name"
+        )
+    if saved != asdict(settings):
+        diff = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v}
+        raise ValueError(
+            f"study {name!r} in this storage was made with other settings {diff}; resume it "
+            "with the same options or pass another --study name"
+        )
+    return study
+
+
+def sweep(
+    settings: SweepSettings,
+    trials: int,
+    out: Path,
+    storage: str = "",
+    study_name: str = "",
+    seed: int | None = None,
+    heartbeat: int = 60,
+    options: MetricOptions | None = None,
+) -> dict:
+    """Run (or resume) the study until `trials` trials are spent, then write the report."""
+    scale = SCALES[settings.scale]
+    if scale.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--scale {settings.scale} needs a CUDA device; use --scale cpu here")
+    study_name = study_name or settings.study_name
+    out.mkdir(parents=True, exist_ok=True)
+    store = open_storage(storage or f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
+    study = open_study(settings, store, study_name, seed)
+    orphans = recover_orphans(study)
+    if orphans:
+        print(f"trials {orphans} lost their worker; marked failed and queued again")
+    options = options or MetricOptions(evaluator=scale.evaluator, device=scale.device)
+    objective = Objective(settings, out / "runs", options)
+    budget = Budget(trials)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        write_report(study, out)
+        budget(study, trial)
+
+    if not budget.done(study):
+        study.optimize(objective, callbacks=[after_trial], catch=(Exception,))
+    return write_report(study, out)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        row: dict[str, Any] = dict(number=t.number, state=t.state.name)
+        row |= {k: v for k, v in t.params.items()}
+        names = study.metric_names or ["value_0", "value_1"]
+        row |= dict(zip(names, t.values)) if t.values else {}
+        row |= {f"{QUALITY}@{s}": v for s, v in attrs.get("fvd_at", {}).items()}
+        for key in ("PA-md", "flicker", "train_gflops", "infer_gflops", "train_wall_s"):
+            row[key] = attrs.get(key)
+        row["reference"] = attrs.get("reference", "")
+        row["pruned_reason"] = attrs.get("pruned_reason", "")
+        row["error"] = attrs.get("error", "")
+        row["retry_of"] = attrs.get("retry_of")
+        row["orphaned"] = attrs.get("orphaned", "")
+        row["run"] = attrs.get("run", "")
+        row["duration_s"] = t.duration.total_seconds() if t.duration else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_pareto(study: optuna.Study, path: Path) -> None:
+    names = study.metric_names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names)
+    ax.set_xlabel(f"{names[0]} (lower is better)")
+    ax.set_ylabel(names[1])
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        label = f"#{t.number} " + ", ".join(
+            f"{v:.2f}" for k, v in t.params.items() if k.startswith("jump")
+        )
+        if t.user_attrs.get("reference"):
+            label += " (paper)"
+            ax.scatter(*t.values, s=160, facecolors="none", edgecolors="k", zorder=5)
+        ax.annotate(label, t.values, fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_title(f"{study.study_name}: Pareto front (labels: trial, jump points)")
+    save_figure(ax.figure, path, bbox_inches="tight")
+
+
+def plot_importance(study: optuna.Study, index: int, path: Path) -> bool:
+    """Parameter importance for objective `index`; False when Optuna cannot compute it yet
+    (too few finished trials or parameters that never varied)."""
+    name = study.metric_names[index]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ax = optuna.visualization.matplotlib.plot_param_importances(
+                study, target=lambda t: t.values[index], target_name=name
+            )
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        plt.close("all")
+        return False
+    ax.set_title(f"parameter importance for {name}")
+    save_figure(ax.figure, path, bbox_inches="tight")
+    return True
+
+
+def write_report(study: optuna.Study, out: Path) -> dict:
+    """trials.csv, pareto.png, importance_*.png, best/*.toml, summary.json, report.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    frame = trials_frame(study)
+    write_text(out / "trials.csv", frame.to_csv(index=False))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    names = study.metric_names or ["value_0", "value_1"]
+    front = sorted(study.best_trials, key=lambda t: t.values[1]) if complete else []
+    best_dir = out / "best"
+    best_dir.mkdir(exist_ok=True)
+    for old in best_dir.glob("trial_*.toml"):
+        if int(old.stem.split("_")[1]) not in {t.number for t in front}:
+            old.unlink(missing_ok=True)
+    for t in front:
+        cfg = Config.from_dict(t.user_attrs["config"]).replace(out_dir="runs")
+        cfg = cfg.replace(name=f"{study.study_name}-trial{t.number}")
+        comment = (
+            f"Pareto-optimal trial {t.number} of study {study.study_name}: "
+            f"{names[0]} {t.values[0]:.2f}, {names[1]} {t.values[1]:.4g}\n"
+            f"train: python -m harness.train --config {best_dir / f'trial_{t.number:04d}.toml'}"
+        )
+        write_text(best_dir / f"trial_{t.number:04d}.toml", cfg.to_toml(comment))
+    plots = []
+    if complete:
+        plot_pareto(study, out / "pareto.png")
+        plots.append("pareto.png")
+        for i, file in enumerate(("importance_quality.png", "importance_cost.png")):
+            if plot_importance(study, i, out / file):
+                plots.append(file)
+    reference = next((t for t in complete if t.user_attrs.get("reference")), None)
+    counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    summary = {
+        "study": study.study_name,
+        "settings": study.user_attrs.get("settings"),
+        "objectives": names,
+        "trials": {k: int(v) for k, v in counts.items()},
+        "spent": spent(study.get_trials(deepcopy=False)),
+        "pareto": [dict(number=t.number, params=t.params, values=t.values) for t in front],
+        "reference": None,
+        "plots": plots,
+    }
+    if reference is not None:
+        summary["reference"] = dict(
+            number=reference.number, params=reference.params, values=reference.values
+        )
+    write_json(out / "summary.json", summary)
+    write_text(out / "report.md", _report_md(summary, frame, plots))
+    return summary
+
+
+def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
+    lines = [
+        f"# Stage-boundary sweep `{summary['study']}`",
+        "",
+        f"Settings: `{json.dumps(summary['settings'])}`. Objectives (both minimised): "
+        f"{', '.join(summary['objectives'])}. Trials by state: {summary['trials']}; "
+        f"spent budget: {summary['spent']}.",
+        "",
+        "## Pareto front",
+        "",
+    ]
+    if summary["pareto"]:
+        front = pd.DataFrame(
+            [
+                dict(
+                    trial=p["number"],
+                    **p["params"],
+                    **dict(zip(summary["objectives"], p["values"])),
+                )
+                for p in summary["pareto"]
+            ]  # fmt: skip
+        )
+        lines += [front.to_markdown(index=False, floatfmt=".4g"), ""]
+        lines += ["Ready-to-run configs: `best/trial_NNNN.toml`.", ""]
+    else:
+        lines += ["No finished trial yet.", ""]
+    if summary["reference"]:
+        ref = summary["reference"]
+        values = ", ".join(f"{n} {v:.4g}" for n, v in zip(summary["objectives"], ref["values"]))
+        lines += [f"Paper's equal split (trial {ref['number']}): {values}.", ""]
+    lines += [f"![{p}]({p})" for p in plots] + ["", "All trials: [trials.csv](trials.csv)", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m harness.sweep",
+        description="Optuna sweep over TPDiff stage boundaries (quality vs cost).",
+        epilog="Several workers: start each with the same --storage, --study and --trials.",
+    )
+    p.add_argument("--trials", type=int, default=12, help="trials to spend in all (default 12)")
+    p.add_argument("--scale", default="cpu", choices=sorted(SCALES))
+    p.add_argument("--stages", type=int, default=3, help="K, the number of stages (default 3)")
+    p.add_argument("--cost", default="train", choices=sorted(COSTS), help="cost objective")
+    p.add_argument("--search-steps", action="store_true", help="also search steps per stage")
+    p.add_argument("--min-gap", type=float, default=0.05, help="shortest stage in u")
+    p.add_argument("--prune-margin", type=float, default=0.1)
+    p.add_argument("--prune-after", type=int, default=4, help="finished trials before pruning")
+    p.add_argument("--storage", default="", help="RDB URL or journal:PATH (default SQLite)")
+    p.add_argument("--study", default="", help="study name (default from the settings)")
+    p.add_argument("--out", type=Path, default=None, help="default results/sweep/<study>/")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="sampler seed, for a reproducible single-worker study (several workers: give "
+        "each its own seed or none, else they draw the same trials)",
+    )
+    p.add_argument("--heartbeat", type=int, default=60, help="RDB heartbeat, seconds")
+    p.add_argument("--report-only", action="store_true", help="redraw outputs, run no trial")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.trials < 1:
+        sys.exit("--trials must be >= 1")
+    try:
+        settings = SweepSettings(
+            args.scale, args.stages, args.cost, args.search_steps, args.min_gap,
+            args.prune_margin, args.prune_after,
+        )  # fmt: skip
+    except ValueError as err:
+        sys.exit(str(err))
+    name = args.study or settings.study_name
+    out = args.out or Path("results") / "sweep" / name
+    if args.report_only:
+        store = open_storage(args.storage or f"sqlite:///{(out / 'study.db').resolve()}", 60)
+        summary = write_report(optuna.load_study(study_name=name, storage=store), out)
+    else:
+        summary = sweep(settings, args.trials, out, args.storage, name, args.seed, args.heartbeat)
+    print((out / "report.md").read_text())
+    print(json.dumps(summary["trials"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
