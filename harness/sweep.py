@@ -291,15 +291,23 @@ def open_storage(spec: str, heartbeat: int) -> optuna.storages.BaseStorage:
     if spec.startswith("sqlite:///"):
         Path(spec.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": 30}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            spec,
-            engine_kwargs=kwargs,
-            heartbeat_interval=heartbeat,
-            grace_period=2 * heartbeat,
-            heartbeat_stale_trial_callback=requeue,
-        )
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    spec,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=requeue,
+                )
+        except Exception as err:  # two workers creating a new database's tables at once
+            racing = ("already exists", "UNIQUE constraint", "database is locked")
+            if not any(text in str(err) for text in racing) or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def open_study(settings: SweepSettings, storage, name: str, seed: int | None) -> optuna.Study:
