@@ -417,14 +417,17 @@ def plot_pareto(study: optuna.Study, path: Path) -> None:
         ax = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names)
     ax.set_xlabel(f"{names[0]} (lower is better)")
     ax.set_ylabel(names[1])
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    # labels alternate above / below the point in order of cost, so near points stay legible
+    for rank, t in enumerate(sorted(done, key=lambda t: t.values[1])):
         label = f"#{t.number} " + ", ".join(
             f"{v:.2f}" for k, v in t.params.items() if k.startswith("jump")
         )
         if t.user_attrs.get("reference"):
             label += " (paper)"
             ax.scatter(*t.values, s=160, facecolors="none", edgecolors="k", zorder=5)
-        ax.annotate(label, t.values, fontsize=7, xytext=(4, 4), textcoords="offset points")
+        offset = (4, 4) if rank % 2 == 0 else (4, -11)
+        ax.annotate(label, t.values, fontsize=7, xytext=offset, textcoords="offset points")
     ax.set_title(f"{study.study_name}: Pareto front (labels: trial, jump points)")
     save_figure(ax.figure, path, bbox_inches="tight")
 
@@ -442,7 +445,9 @@ def plot_importance(study: optuna.Study, index: int, path: Path) -> bool:
     except (ValueError, RuntimeError, ZeroDivisionError):
         plt.close("all")
         return False
-    ax.set_title(f"parameter importance for {name}")
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    # Optuna titles the axes on the left; replace that title rather than add a second one
+    ax.set_title(f"parameter importance for {name} ({finished} finished trials)", loc="left")
     save_figure(ax.figure, path, bbox_inches="tight")
     return True
 

@@ -140,9 +140,13 @@ def run_lock(run: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def last_loss(run: Path) -> float:
-    """Mean loss of the last (up to) 10 logged steps of a run."""
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
+def read_log(run: Path) -> list[dict]:
+    """The rows of a run's log.jsonl, one per training step."""
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
+
+
+def last_loss(rows: list[dict]) -> float:
+    """Mean loss of the last (up to) 10 logged steps."""
     tail = [r["loss"] for r in rows[-10:]]
     return sum(tail) / len(tail)
 
@@ -170,7 +174,8 @@ def train_and_score(
     for step in range(every, scale.steps + 1, every):
         with run_lock(run):
             train_main(train.replace(steps=step))
-            loss = last_loss(run)
+            log = read_log(run)[:step]
+            loss = last_loss(log)
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss became {loss} by step {step} of {run}; lower lr= or "
@@ -184,8 +189,7 @@ def train_and_score(
                 )
                 row = dict(step=step, sampling=tag, n=scale.eval_samples, **scores)
                 append_row(run / "evals.csv", row)
-        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-        row = row | costs(run, sampled) | {"train_wall_s": log[step - 1]["wall_time_s"]}
+        row = row | costs(run, sampled) | {"train_wall_s": log[-1]["wall_time_s"]}
         if not math.isfinite(row[QUALITY]):
             raise FloatingPointError(f"{QUALITY} is {row[QUALITY]} at step {step} of {run}")
         rows.append(row)

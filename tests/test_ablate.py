@@ -67,7 +67,7 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
 def test_nan_loss_fails_with_the_step(tmp_path, monkeypatch):
     scale = trials.SCALES["tiny"]
     cfg = trials.trial_config(scale, tmp_path)
-    monkeypatch.setattr(trials, "last_loss", lambda run: float("nan"))
+    monkeypatch.setattr(trials, "last_loss", lambda rows: float("nan"))
     with pytest.raises(FloatingPointError, match="by step 2"):
         trials.train_and_score(cfg, scale, None)
 

@@ -4,8 +4,11 @@ from pathlib import Path
 
 
 def _byte_alphabet() -> list[str]:
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     extra = [b for b in range(256) if b not in printable]
     return [chr(c) for c in printable] + [chr(256 + i) for i in range(len(extra))]
 
@@ -20,13 +23,26 @@ def save_tiny_clip(path: Path, hidden: int = 32, with_vision: bool = False) -> P
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    text = dict(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
-                num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
-                bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                pad_token_id=vocab["<|endoftext|>"])
+    text = dict(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
     if with_vision:
-        vision = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
-                      num_attention_heads=2, image_size=32, patch_size=8)
+        vision = dict(
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
         model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
     else:
         model = CLIPTextModel(CLIPTextConfig(**text))
