@@ -27,9 +27,15 @@ from tqdm.auto import tqdm  # noqa: E402
 from ablations import ABLATIONS, PAPER  # noqa: E402
 from harness.io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from harness.metrics import MetricOptions  # noqa: E402
-from harness.trials import QUALITY, SCALES, train_and_score, trial_config  # noqa: E402
+from harness.trials import (  # noqa: E402
+    QUALITY,
+    SCALES,
+    SCORE_COLUMNS,
+    train_and_score,
+    trial_config,
+)
 
-COLUMNS = [QUALITY, "PA-md", "flicker", "train_gflops", "infer_gflops", "train_wall_s"]
+COLUMNS = [QUALITY, *SCORE_COLUMNS]
 
 
 def ablate(

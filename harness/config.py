@@ -198,9 +198,10 @@ class Config:
         if not steps or sample_steps is not None:
             base, extra = divmod(total, k)
             steps = tuple(base + (1 if i < extra else 0) for i in range(k))
-        if self.pretrained:  # the divisibility error in video frames, with the nearest fix
-            plan_frame_count(self.frames, k, *VAE_FRAMES[self.backbone])
-        return make_plan(self.form, self.plan_frames, jumps, steps, self.upsample)
+        frames = self.frames
+        if self.pretrained:  # latent frames; the divisibility error names video frames
+            frames = plan_frame_count(self.frames, k, *VAE_FRAMES[self.backbone])
+        return make_plan(self.form, frames, jumps, steps, self.upsample)
 
     @property
     def run_dir(self) -> Path:

@@ -84,18 +84,21 @@ def score_checkpoint(
     names: list[str] | None = None,
     checkpoint: str | Path | None = None,
     changes: dict | None = None,
+    real: VideoSet | None = None,
 ) -> dict:
     """Sample n videos from a trained run (its checkpoint.pt, or `checkpoint`, e.g. a snapshot
     path relative to the run; sampling `changes` such as {"renoise": False}) and score them
-    against n unseen real videos of the run's dataset. Returns {metric column: value}."""
+    against n unseen real videos of the run's dataset (`real`: that set, already built by
+    `reference_videos`, when scoring several checkpoints of one run). Returns
+    {metric column: value}."""
     from harness.sample import generate
 
-    run = Path(run)
-    cfg = Config.from_dict(json.loads((run / "config.json").read_text())["config"])
     changes = dict(changes or {}, num_samples=n, device=options.device)
-    gen = generate(run, changes, checkpoint=checkpoint, progress=False)
+    gen = generate(Path(run), changes, checkpoint=checkpoint, progress=False)
     fake = VideoSet(gen.videos, tuple(gen.captions))
-    return compute_metrics(fake, reference_videos(cfg, n), names, options)
+    if real is None:  # sampling changes leave the data keys alone: the run's own data
+        real = reference_videos(gen.config, n)
+    return compute_metrics(fake, real, names, options)
 
 
 def sample_run(run: Path, num_samples: int, device: str = "cpu") -> Path:

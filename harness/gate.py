@@ -37,7 +37,7 @@ import torch
 
 from harness.cost import PAIRS, CostSetup, measure_costs
 from harness.io import write_json
-from harness.pyramid import make_plan, uniform_plan
+from harness.pyramid import uniform_plan
 
 BASELINE = Path(__file__).resolve().parent.parent / "results" / "baseline.json"
 EXACT = ("flop_ratio_bound", "training_step_flop_ratio")
@@ -69,10 +69,8 @@ def measure(setup: GateSetup, pyramid: bool = True) -> dict[str, dict[str, float
             backbone=backbone, size=setup.size, form=form, frames=setup.frames,
             repeats=setup.repeats,
         )  # fmt: skip
-        if pyramid:
-            plan = uniform_plan(form, setup.frames, setup.stages, total_steps=setup.steps)
-        else:
-            plan = make_plan(form, setup.frames, (), (setup.steps,))
+        stages = setup.stages if pyramid else 1  # 1: the full frame rate throughout
+        plan = uniform_plan(form, setup.frames, stages, total_steps=setup.steps)
         _, summary = measure_costs(cost, plan, torch.device("cpu"))
         figures[backbone] = {
             "flop_ratio_bound": summary["flop_ratio_bound"],

@@ -5,24 +5,34 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` via a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path, suffix: str) -> Iterator[Path]:
+    """A uniquely named temporary file beside `path`, renamed onto `path` when the block
+    succeeds (atomic; concurrent writers never collide) and removed when it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    with _replacing(path, ".tmp") as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -40,15 +50,9 @@ def save_figure(fig, path: str | Path, **savefig_kw: Any) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, **savefig_kw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with _replacing(path, path.suffix) as tmp:
+            fig.savefig(tmp, dpi=120, **savefig_kw)
     finally:
         plt.close(fig)
     return path

@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from harness.io import write_text
+
 # backbone -> (temporal compression, causal first frame) of its pretrained pipeline's VAE
 VAE_FRAMES = {"dit": (4, True), "unet": (1, False)}
 
@@ -255,8 +257,6 @@ def encode_to_cache(
             os.replace(tmp, path)
             meta = dict(provenance, captions=merged_captions, labels=merged_labels,
                         shape=list(shape))  # fmt: skip
-            tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp")
-            tmp_meta.write_text(json.dumps(meta))
-            os.replace(tmp_meta, meta_path)
+            write_text(meta_path, json.dumps(meta))
         barrier()
     return LatentDataset(path)

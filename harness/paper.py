@@ -10,6 +10,7 @@ resumes: finished training steps and evaluations already in `evals.csv` are skip
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from harness import report
 from harness.config import Config
 from harness.cost import PAIRS, cost_tables
-from harness.evaluate import append_row, score_checkpoint
+from harness.evaluate import append_row, reference_videos, score_checkpoint
 from harness.io import write_csv
 from harness.metrics import EvaluatorRecipe, MetricOptions
 from harness.sample import generate
@@ -129,10 +130,14 @@ def evaluate_run(
     todo = todo if curve else todo[-1:]
     if renoise_off:
         todo.append((todo[-1][0], False))
+    real = None  # the run's real videos, built once for all its scores
     for snap, renoise in todo:
         step = int(snap.stem.split("_")[1])
         if (run.name, step, renoise) in done:
             continue
+        if real is None:
+            cfg = Config.from_dict(json.loads((run / "config.json").read_text())["config"])
+            real = reference_videos(cfg, scale.eval_samples)
         scores = score_checkpoint(
             run,
             scale.eval_samples,
@@ -140,6 +145,7 @@ def evaluate_run(
             METRICS,
             checkpoint=snap.relative_to(run),
             changes=dict(renoise=renoise),
+            real=real,
         )
         row = dict(run=run.name, step=step, renoise=renoise, n=scale.eval_samples, **scores)
         append_row(evals_path, row)

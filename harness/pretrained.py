@@ -307,8 +307,10 @@ def _check_shape(root: Path, cfg: Config) -> None:
 
 
 def latent_cache_path(cfg: Config) -> tuple[Path, dict]:
-    """(cache file, provenance): keyed by a hash of the VAE folder and the data config."""
+    """(cache file, provenance): keyed by a hash of the VAE folder and the data config.
+    Checks `resolution` and `frames` against the pipeline first, before any encoding."""
     root = check_layout(cfg.pretrained, cfg.backbone)
+    _check_shape(root, cfg)
     vae = (root / "vae").resolve()
     files = sorted(p for p in vae.iterdir() if p.is_file())
     data = {k: cfg.to_dict()[k] for k in ("dataset", "num_videos", "frames", "resolution",

@@ -175,7 +175,7 @@ def generate(
     ids = model.tokenize(captions).to(device)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     shape = (cfg.num_samples, cfg.channels, cfg.frames, cfg.resolution, cfg.resolution)
-    codec = load_codec(cfg).to(device) if cfg.pretrained else None
+    codec = load_codec(cfg) if cfg.pretrained else None  # on the device only to decode
     if codec is not None:  # sample latents (B, C, F', h, w), then decode them to video
         shape = (cfg.num_samples, *codec.latent_shape(cfg.frames, cfg.resolution))
     videos = run_sampler(
@@ -190,7 +190,7 @@ def generate(
         progress=progress,
     )
     if codec is not None:
-        videos = codec.decode_batched(videos, cfg.encode_batch)
+        videos = codec.to(device).decode_batched(videos, cfg.encode_batch)
     return Generated(videos.cpu(), captions, cfg, plan, state["step"])
 
 

@@ -57,7 +57,13 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from harness.config import Config  # noqa: E402
 from harness.io import save_figure, write_json, write_text  # noqa: E402
 from harness.metrics import MetricOptions  # noqa: E402
-from harness.trials import QUALITY, SCALES, train_and_score, trial_config  # noqa: E402
+from harness.trials import (  # noqa: E402
+    QUALITY,
+    SCALES,
+    SCORE_COLUMNS,
+    train_and_score,
+    trial_config,
+)
 
 COSTS = {
     "train": ("train_gflops", "training GFLOPs per sample-step"),
@@ -175,7 +181,7 @@ class Objective:
             trial.set_user_attr("fvd_at", fvd_at)
             trial.set_user_attr("trained_steps", step)
             trial.set_user_attr("cost", cost)
-            for key in ("PA-md", "flicker", "train_gflops", "infer_gflops", "train_wall_s"):
+            for key in SCORE_COLUMNS:
                 trial.set_user_attr(key, float(row[key]))
             if step == self.scale.steps:
                 return
@@ -390,15 +396,14 @@ def sweep(
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
+    names = study.metric_names or ["value_0", "value_1"]
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
         row: dict[str, Any] = dict(number=t.number, state=t.state.name)
         row |= {k: v for k, v in t.params.items()}
-        names = study.metric_names or ["value_0", "value_1"]
         row |= dict(zip(names, t.values)) if t.values else {}
         row |= {f"{QUALITY}@{s}": v for s, v in attrs.get("fvd_at", {}).items()}
-        for key in ("PA-md", "flicker", "train_gflops", "infer_gflops", "train_wall_s"):
-            row[key] = attrs.get(key)
+        row |= {key: attrs.get(key) for key in SCORE_COLUMNS}
         row["reference"] = attrs.get("reference", "")
         row["pruned_reason"] = attrs.get("pruned_reason", "")
         row["error"] = attrs.get("error", "")

@@ -110,14 +110,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def forward_macs(
-    model: TextConditionedModel,
-    cfg: Config,
-    frames: list[int],
-    shape: tuple[int, int] | None = None,
+    model: TextConditionedModel, frames: list[int], channels: int, size: int
 ) -> dict[int, int]:
-    """Forward MACs of one sample at each frame count (fvcore + attention handles);
-    `shape` = (channels, size) of the model's input (default: the config's video)."""
-    channels, size = shape or (cfg.channels, cfg.resolution)
+    """Forward MACs of one sample (channels x frame x size x size input: video, or latents
+    with pretrained=) at each frame count (fvcore + attention handles)."""
     ids = model.tokenize([""])
     device = next(model.parameters()).device
     out = {}
@@ -218,8 +214,8 @@ def main(cfg: Config) -> Path:
     recorded = json.loads(saved.read_text()).get("forward_macs", {}) if saved.exists() else {}
     macs = {int(f): m for f, m in recorded.items()}
     if set(macs) != {stage.frames for stage in plan.stages}:
-        shape = (dataset.channels, dataset.size)
-        macs = forward_macs(model, cfg, [stage.frames for stage in plan.stages], shape)
+        frames = [stage.frames for stage in plan.stages]
+        macs = forward_macs(model, frames, dataset.channels, dataset.size)
     if state is not None:
         model.load_state_dict(state["model"])
         if ema is not None:

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from harness.config import Config
-from harness.evaluate import append_row, score_checkpoint
+from harness.evaluate import append_row, reference_videos, score_checkpoint
 from harness.flops import expected_training_macs, plan_macs
 from harness.metrics import EvaluatorRecipe, MetricOptions
 from harness.sample import plan_tag, sampling_config
@@ -37,6 +37,8 @@ from harness.train import main as train_main
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 METRICS = ["fvd-md", "pa-md", "flicker"]
 QUALITY = "FVD-md"
+# the other columns of a scored row that sweeps and ablations keep
+SCORE_COLUMNS = ("PA-md", "flicker", "train_gflops", "infer_gflops", "train_wall_s")
 
 # fields that never change what training computes: the name, and what a resume may change
 BOOKKEEPING = ("name", *RESUMABLE_CHANGES)
@@ -106,7 +108,7 @@ def split_sampling(cfg: Config) -> tuple[Config, dict[str, Any]]:
     sampling = {"renoise": cfg.renoise}
     if cfg.stage_weighting != "steps":
         sampling["stage_steps"] = cfg.stage_steps
-    defaults = {"renoise": True, "stage_steps": ()}
+    defaults = {k: getattr(Config(), k) for k in ("renoise", "stage_steps")}
     train = cfg.replace(**{k: defaults[k] for k in sampling})
     changes = {k: v for k, v in sampling.items() if v != defaults[k]}
     key = {k: v for k, v in train.to_dict().items() if k not in BOOKKEEPING}
@@ -170,7 +172,7 @@ def train_and_score(
     sampled = sampling_config(train, changes)
     tag = plan_tag(sampled)
     every = scale.steps // scale.evals
-    rows = []
+    rows, real = [], None  # real: the run's real videos, built once for all its scores
     for step in range(every, scale.steps + 1, every):
         with run_lock(run):
             train_main(train.replace(steps=step))
@@ -184,8 +186,10 @@ def train_and_score(
             row = _cached_score(run, step, tag, scale.eval_samples)
             if row is None:
                 snapshot = Path("snapshots") / f"step_{step:06d}.pt"
+                if real is None:
+                    real = reference_videos(train, scale.eval_samples)
                 scores = score_checkpoint(
-                    run, scale.eval_samples, options, METRICS, snapshot, changes
+                    run, scale.eval_samples, options, METRICS, snapshot, changes, real
                 )
                 row = dict(step=step, sampling=tag, n=scale.eval_samples, **scores)
                 append_row(run / "evals.csv", row)
