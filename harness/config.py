@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import typing
 from dataclasses import dataclass, fields
@@ -40,6 +41,23 @@ METHOD_FIELDS = (
     "align",
     "renoise",
     "stage_weighting",
+)
+
+# config keys that may change between a run and its resumption: they never change what
+# training computes (steps only sets where it stops; the rest is execution and output)
+RESUMABLE_CHANGES = (
+    "steps",
+    "ckpt_every",
+    "snapshot_every",
+    "device",
+    "out_dir",
+    "num_samples",
+    # execution only (latents are keyed by content, not location)
+    "latent_cache",
+    "encode_batch",
+    "attention",
+    "grad_checkpointing",
+    "compile",
 )
 
 # the form each pretrained pipeline was trained with (README: Reproducing the paper on GPUs)
@@ -121,6 +139,14 @@ class Config:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("lr", "weight_decay", "grad_clip", "ema_decay"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key} must be a finite number >= 0, got {value}")
+        if self.lr == 0 or self.ema_decay >= 1:
+            raise ValueError(
+                f"lr must be > 0 (got {self.lr}) and ema_decay < 1 (got {self.ema_decay})"
+            )
         if self.snapshot_every < 0:
             raise ValueError(
                 f"snapshot_every must be >= 0 (0 turns snapshots off), got {self.snapshot_every}"
@@ -268,8 +294,10 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {value!r}")
 
 
-def parse_cli(prog: str, description: str, argv: list[str] | None = None) -> Config:
-    """`[--config FILE] [key=value ...]` -> Config; bad keys/values exit with the reason."""
+def config_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of `[--config FILE] [key=value ...] [--debug]` (harness.train, prepare)."""
+    from harness.cli import add_debug_flag
+
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
@@ -278,12 +306,17 @@ def parse_cli(prog: str, description: str, argv: list[str] | None = None) -> Con
     )
     parser.add_argument("--config", type=Path, help="TOML config, e.g. baselines/dit-tpdiff.toml")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    args = parser.parse_args(argv)
-    try:
-        cfg = Config.from_file(args.config) if args.config else Config()
-        return cfg.override(args.overrides)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    add_debug_flag(parser)
+    return parser
+
+
+def parse_config(args: argparse.Namespace) -> Config:
+    """The Config of parsed `config_parser` arguments, its plan checked; ValueError or
+    FileNotFoundError naming the bad key, value, plan or file."""
+    cfg = Config.from_file(args.config) if args.config else Config()
+    cfg = cfg.override(args.overrides)
+    cfg.plan()  # a plan that cannot be built (jump points, frames per stage) fails here
+    return cfg
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

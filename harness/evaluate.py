@@ -3,9 +3,9 @@
 Scores a samples folder (`videos.pt` (N, C, F, H, W) in [-1, 1] and `captions.txt`, as
 written by `harness.sample`) or a trained run folder (sampled first, into
 `<run>/eval-samples/`) against real reference videos, and appends one row per evaluation
-to a CSV (default `results/evaluations.csv`): time, samples folder, run, n, n_real, every
-metric column (named by feature space: FVD-I3D vs FVD-md, CLIPSIM vs PA-md), evaluator key
-and git revision.
+to a CSV (default `results/runs/evaluations.csv`, git-ignored): time, samples folder, run,
+n, n_real, every metric column (named by feature space: FVD-I3D vs FVD-md, CLIPSIM vs
+PA-md), evaluator key, metric options key and code revision.
 
 Real reference: the dataset of the run that made the samples (the samples folder's
 sampling.json, the run's config.json, or --config), drawn with a seed offset no training
@@ -17,21 +17,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from harness.build import build_data, git_revision
+from harness.build import build_data
+from harness.cli import add_debug_flag, guarded
 from harness.config import Config
-from harness.io import write_csv
-from harness.metrics import METRICS, MetricOptions, VideoSet, compute_metrics, default_metrics
+from harness.metrics import (
+    METRICS,
+    EvaluatorRecipe,
+    MetricOptions,
+    VideoSet,
+    compute_metrics,
+    default_metrics,
+)
 from harness.metrics.i3d import I3D_RECIPES
+from harness.provenance import (
+    ResultIdentity,
+    append_result,
+    checkpoint_info,
+    code_revision,
+    digest,
+    stored_row,
+    training_hash,
+)
 
 REAL_SEED_OFFSET = 20_011  # training uses +0, sampling captions +10_007
-DEFAULT_OUT = Path("results/evaluations.csv")
+DEFAULT_OUT = Path("results/runs/evaluations.csv")  # results/runs/ is git-ignored
 
 
 def load_samples(folder: str | Path) -> VideoSet:
@@ -85,6 +100,7 @@ def score_checkpoint(
     checkpoint: str | Path | None = None,
     changes: dict | None = None,
     real: VideoSet | None = None,
+    progress: bool = False,
 ) -> dict:
     """Sample n videos from a trained run (its checkpoint.pt, or `checkpoint`, e.g. a snapshot
     path relative to the run; sampling `changes` such as {"renoise": False}) and score them
@@ -94,11 +110,75 @@ def score_checkpoint(
     from harness.sample import generate
 
     changes = dict(changes or {}, num_samples=n, device=options.device)
-    gen = generate(Path(run), changes, checkpoint=checkpoint, progress=False)
+    gen = generate(Path(run), changes, checkpoint=checkpoint, progress=progress)
     fake = VideoSet(gen.videos, tuple(gen.captions))
     if real is None:  # sampling changes leave the data keys alone: the run's own data
         real = reference_videos(gen.config, n)
-    return compute_metrics(fake, real, names, options)
+    return compute_metrics(fake, real, names, options, progress=progress)
+
+
+def metrics_key(names: list[str], options: MetricOptions, cfg: Config) -> str:
+    """Hash of what a score's value depends on besides the videos: the metric names, the
+    options that pick the metric models (I3D file and recipe, CLIP folder) and the
+    evaluator recipe at cfg's shape (its key), and how the real reference is drawn."""
+    recipe = options.evaluator or EvaluatorRecipe(frames=cfg.frames, size=cfg.resolution)
+    return digest(
+        dict(
+            metrics=sorted(names),
+            i3d=options.i3d if "fvd-i3d" in names else "",
+            i3d_recipe=options.i3d_recipe if "fvd-i3d" in names else "",
+            clip=options.clip if "clipsim" in names else "",
+            evaluator=recipe.key(),
+            real_seed_offset=REAL_SEED_OFFSET,
+        )
+    )
+
+
+def score_or_reuse(
+    table: Path,
+    run: Path,
+    checkpoint: str | Path,
+    n: int,
+    options: MetricOptions,
+    names: list[str],
+    changes: dict | None = None,
+    real: Callable[[], VideoSet] | None = None,
+    extra: dict | None = None,
+    same: tuple[str, ...] = (),
+    progress: bool = False,
+) -> dict:
+    """The score of `checkpoint` (relative to `run`) under the sampling `changes`, reused
+    from `table` when a row there has exactly this identity (provenance.ResultIdentity:
+    training config, weights, sampling setting, metrics, n, code revision), else computed
+    and appended (older rows that share the `same` columns but not the identity are moved
+    aside, see provenance.append_result). `real()` gives the real reference videos (built
+    once by the caller for all scores of a run). Returns the row: `extra`, the identity
+    columns, step, train_flops, train_wall_s and the metric columns."""
+    from harness.sample import plan_tag, sampling_config
+
+    info = checkpoint_info(Path(run) / checkpoint)
+    trained = Config.from_dict(info.config)
+    sampled = sampling_config(trained, dict(changes or {}, num_samples=n))
+    identity = ResultIdentity(
+        config=training_hash(trained),
+        checkpoint=info.key,
+        sampling=plan_tag(sampled),
+        metrics=metrics_key(names, options, trained),
+        n=n,
+        code=code_revision(),
+    )
+    row = stored_row(table, identity)
+    if row is not None:
+        return row
+    reference = real() if real is not None else None
+    scores = score_checkpoint(
+        run, n, options, names, checkpoint, changes, reference, progress=progress
+    )
+    row = dict(extra or {}) | identity.columns()
+    row |= dict(step=info.step, train_flops=info.train_flops, train_wall_s=info.wall_time_s)
+    row |= scores
+    append_result(table, row, same)
+    return row
 
 
 def sample_run(run: Path, num_samples: int, device: str = "cpu") -> Path:
@@ -112,14 +192,6 @@ def sample_run(run: Path, num_samples: int, device: str = "cpu") -> Path:
         )
     changes = {"num_samples": num_samples, "device": device}
     return sample_main(run, changes, out=run / "eval-samples")
-
-
-def append_row(path: str | Path, row: dict) -> Path:
-    """Append one row to a CSV atomically (read, concatenate, write via harness.io)."""
-    path = Path(path)
-    new = pd.DataFrame([row])
-    frame = pd.concat([pd.read_csv(path), new], ignore_index=True) if path.is_file() else new
-    return write_csv(path, frame)
 
 
 def main(
@@ -166,10 +238,11 @@ def main(
         "resolution": h,
         **scores,
         "eval_time_s": round(time.perf_counter() - start, 2),
-        "git": git_revision(),
+        "metrics_key": metrics_key(names, options, cfg),
+        "git": code_revision(),
     }
     if out:
-        append_row(out, row)
+        append_result(Path(out), row)
     return row
 
 
@@ -207,11 +280,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", help="config (TOML or run config.json) naming the real data")
     parser.add_argument("--device", default="cpu")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def cli(argv: list[str] | None = None) -> dict:
-    """The command line: evaluate, print the row, append it to --out; errors exit cleanly."""
+    """The command line: evaluate, print the row, append it to --out; bad input exits 2."""
     args = parse_args(argv)
     opts = MetricOptions(
         i3d=args.i3d,
@@ -220,8 +294,10 @@ def cli(argv: list[str] | None = None) -> dict:
         cache=args.cache,
         device=args.device,
     )
-    try:
-        result = main(
+    result = guarded(
+        "python -m harness.evaluate",
+        args.debug,
+        lambda: main(
             samples=args.samples,
             run=args.run,
             real=args.real,
@@ -230,9 +306,8 @@ def cli(argv: list[str] | None = None) -> dict:
             options=opts,
             config=args.config,
             num_samples=args.num_samples,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+        ),
+    )
     width = max(map(len, result))
     print("\n".join(f"{k:<{width}}  {v}" for k, v in result.items()))
     print(f"-> appended to {args.out}")

@@ -1,9 +1,11 @@
 """Tables, plots, summary.json and report.md of a paper-suite folder, drawn from its files
 alone: `python -m harness.report DIR` redraws everything without retraining.
 
-Reads `runs/*/config.json` and `runs/*/log.jsonl` (training FLOPs and compute time per
-step), `evals.csv` (quality per run, step and renoise setting), `cost_plans.csv` and
-`cost_stages.csv` (Table 1 and the per-stage costs), `renoise_strip.pt` and `grids/`.
+Reads `evals.csv` (quality per run, step and renoise setting, with the training FLOPs and
+compute time at that step), `cost_plans.csv` and `cost_stages.csv` (Table 1 and the
+per-stage costs), `renoise_strip.pt`, `grids/` and `job.json` (what produced the folder);
+the run folders are not needed, so committed results redraw on a fresh clone. With a
+committed reference folder given, the report sets this folder's figures beside its.
 Never imports the training code.
 """
 
@@ -44,27 +46,21 @@ PAPER = pd.DataFrame(
 )  # fmt: skip
 
 
+CURVE_COLUMNS = ("run", "backbone", "form", "variant", "step", "renoise", "train_flops",
+                 "train_wall_s")  # fmt: skip
+
+
 def load_curves(out: Path) -> pd.DataFrame:
-    """evals.csv joined with each run's config and its log row at the evaluated step."""
+    """evals.csv with training hours, sorted by backbone, variant, renoise and step."""
     evals = pd.read_csv(out / "evals.csv")
-    rows = []
-    for run, group in evals.groupby("run"):
-        folder = out / "runs" / run
-        cfg = json.loads((folder / "config.json").read_text())["config"]
-        log = pd.read_json(folder / "log.jsonl", lines=True).set_index("step")
-        for r in group.to_dict("records"):
-            at = log.loc[int(r["step"])]
-            rows.append(
-                r
-                | dict(
-                    backbone=cfg["backbone"],
-                    form=cfg["form"],
-                    variant=cfg["method"] + ("" if cfg["align"] else "-noalign"),
-                    train_flops=float(at["train_flops"]),
-                    train_hours=float(at["wall_time_s"]) / 3600,
-                )
-            )
-    return pd.DataFrame(rows).sort_values(["backbone", "variant", "renoise", "step"])
+    missing = [c for c in CURVE_COLUMNS if c not in evals]
+    if missing:
+        raise ValueError(
+            f"{out / 'evals.csv'} lacks the columns {missing} (written by an older harness); "
+            "rerun the suite into a new folder (python -m harness.run --suite paper --out DIR)"
+        )
+    evals["train_hours"] = evals["train_wall_s"] / 3600
+    return evals.sort_values(["backbone", "variant", "renoise", "step"]).reset_index(drop=True)
 
 
 def quality_column(frame: pd.DataFrame) -> str:
@@ -180,8 +176,9 @@ def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return frame.to_markdown(index=False, floatfmt=floatfmt) if not frame.empty else "(none)"
 
 
-def build(out: str | Path) -> dict:
-    """Write every table, plot, summary.json and report.md of `out`; returns the summary."""
+def build(out: str | Path, reference: str | Path | None = None) -> dict:
+    """Write every table, plot, summary.json and report.md of `out`; returns the summary.
+    `reference`: a committed results folder whose summary.json is set beside this one's."""
     out = Path(out)
     curves = load_curves(out)
     quality = quality_column(curves)
@@ -214,7 +211,16 @@ def build(out: str | Path) -> dict:
     ]  # fmt: skip
     write_csv(out / "table1_latency.csv", table1)
 
-    summary: dict = {"quality_metric": quality, "agreement_metric": agreement, "backbones": {}}
+    job = json.loads((out / "job.json").read_text()) if (out / "job.json").is_file() else {}
+    summary: dict = {
+        "suite": job.get("suite"),
+        "scale": job.get("scale"),
+        "code": job.get("code"),
+        "n": job.get("n"),
+        "quality_metric": quality,
+        "agreement_metric": agreement,
+        "backbones": {},
+    }
     for p in plans.to_dict("records"):
         b = p["backbone"]
         entry = {k: p[k] for k in ("form", "inference_speedup", "flop_ratio_bound",
@@ -236,9 +242,41 @@ def build(out: str | Path) -> dict:
             entry["no_renoise_flicker"] = float(r.flicker.iloc[0])
         summary["backbones"][b] = {k: _plain(v) for k, v in entry.items()}
     write_json(out / "summary.json", summary)
+    beside = compare_with_reference(summary, Path(reference)) if reference else []
     write_text(out / "report.md", _report_md(out, quality, agreement, table1, stages, costs,
-                                             align, renoise, summary))  # fmt: skip
+                                             align, renoise, summary, beside))  # fmt: skip
     return summary
+
+
+def compare_with_reference(summary: dict, reference: Path) -> list[str]:
+    """Markdown lines setting this summary's per-backbone figures beside those of the
+    committed `reference` folder, with what produced each and whether they are comparable."""
+    path = reference / "summary.json"
+    if not path.is_file():
+        return [f"No committed reference at `{reference}` to compare with."]
+    ref = json.loads(path.read_text())
+    rows = []
+    for backbone, mine in summary["backbones"].items():
+        theirs = ref.get("backbones", {}).get(backbone, {})
+        for key in sorted(set(mine) | set(theirs)):
+            if key == "form":
+                continue
+            rows.append(dict(backbone=backbone, figure=key, this_run=mine.get(key),
+                             committed=theirs.get(key)))  # fmt: skip
+    lines = [
+        f"This run: scale `{summary.get('scale')}`, code `{summary.get('code')}`, "
+        f"n = {summary.get('n')}. Committed reference `{reference.name}/`: scale "
+        f"`{ref.get('scale', 'not recorded')}`, code `{ref.get('code', 'not recorded')}`, "
+        f"n = {ref.get('n', 'not recorded')}.",
+        "",
+    ]
+    if ref.get("scale") != summary.get("scale"):
+        lines += [
+            "**Not comparable as they stand:** the two were made at different or unrecorded "
+            "scales; differences below say nothing about either method.",
+            "",
+        ]
+    return lines + [_md(pd.DataFrame(rows), ".4g"), ""]
 
 
 def _plain(v):
@@ -249,7 +287,8 @@ def _plain(v):
     return v
 
 
-def _report_md(out, quality, agreement, table1, stages, costs, align, renoise, summary) -> str:
+def _report_md(out, quality, agreement, table1, stages, costs, align, renoise, summary,
+               beside) -> str:  # fmt: skip
     grids = sorted((out / "grids").glob("*.png")) if (out / "grids").is_dir() else []
     lines = [
         "# TPDiff vs vanilla: paper-suite report",
@@ -296,6 +335,7 @@ def _report_md(out, quality, agreement, table1, stages, costs, align, renoise, s
         "## Samples",
         "",
         *[f"**{g.stem}**\n\n![{g.stem}](grids/{g.name})\n" for g in grids],
+        *(["## Beside the committed reference", "", *beside] if beside else []),
         "## Summary",
         "",
         "```json",
@@ -306,17 +346,32 @@ def _report_md(out, quality, agreement, table1, stages, costs, align, renoise, s
     return "\n".join(lines)
 
 
+COMMITTED = Path(__file__).resolve().parent.parent / "results" / "paper"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from harness.cli import add_debug_flag, guarded
+
     parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__)
     parser.add_argument("folder", type=Path, help="a paper-suite results folder")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=COMMITTED,
+        help="committed results to set beside this folder's (default results/paper; "
+        "skipped when FOLDER is that folder)",
+    )
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    missing = [n for n in ("evals.csv", "cost_plans.csv", "runs") if not (args.folder / n).exists()]
+    missing = [n for n in ("evals.csv", "cost_plans.csv") if not (args.folder / n).exists()]
     if missing:
         parser.error(
             f"{args.folder} lacks {missing}: run python -m harness.run --suite paper "
             f"--out {args.folder} first"
         )
-    summary = build(args.folder)
+    same = args.folder.resolve() == args.reference.resolve()
+    reference = None if same else args.reference
+    summary = guarded("python -m harness.report", args.debug, lambda: build(args.folder, reference))
     print(json.dumps(summary, indent=2))
     print(f"report: {args.folder / 'report.md'}")
     return 0

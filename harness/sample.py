@@ -27,10 +27,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from harness.build import build_data, build_model, git_revision, resolve_device
+from harness.build import build_data, build_model, resolve_device
+from harness.cli import add_debug_flag, guarded
 from harness.config import METHOD_FIELDS, Config
 from harness.gpu import compile_backbone
 from harness.pretrained import cached_captions, load_codec
+from harness.provenance import code_revision
 from harness.pyramid import StagePlan
 from harness.sampling import autocast_model
 from harness.sampling import sample as run_sampler
@@ -224,7 +226,7 @@ def main(
         "step": gen.step,
         "plan": gen.plan.to_dict(),
         "config": gen.config.to_dict(),
-        "git": git_revision(),
+        "git": code_revision(),
     }
     (tmp / "sampling.json").write_text(json.dumps(meta, indent=2) + "\n")
     _swap_in(tmp, out)
@@ -255,8 +257,10 @@ def cli(argv: list[str] | None = None) -> Path:
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. method=vanilla seed=3")
     parser.add_argument("--out", type=Path, help="samples folder (default <run>/samples/<tag>)")
     parser.add_argument("--checkpoint", help="a snapshot instead, e.g. snapshots/step_000200.pt")
-    args = parser.parse_args(argv)
-    try:
+    add_debug_flag(parser)
+    args = parser.parse_intermixed_args(argv)  # options may follow the key=value overrides
+
+    def run() -> Path:
         changes = dict(item.split("=", 1) for item in args.overrides if "=" in item)
         bad = [item for item in args.overrides if "=" not in item]
         if bad:
@@ -266,8 +270,8 @@ def cli(argv: list[str] | None = None) -> Path:
             where = {k: changes.pop(k) for k in ("name", "out_dir") if k in changes}
             run_dir = Config.from_file(args.config).replace(**where).run_dir
         return main(run_dir, changes, args.out, args.checkpoint)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+
+    return guarded("python -m harness.sample", args.debug, run)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Suites: named end-to-end jobs run by `python -m harness.run --suite NAME`.
 
-A suite is `fn(out: Path, scale: str) -> dict` that writes its tables to `out`
-and returns a JSON-able summary. Suites are entries in `SUITES`; their keys are
-the only names the CLI and result folders use.
+A suite is `fn(out: Path, scale: str, fresh: bool) -> dict` that writes its tables to
+`out` and returns a JSON-able summary (`fresh`: move an occupied folder aside first, for
+suites that resume; see `harness.provenance.claim_folder`). Suites are entries in
+`SUITES`; their keys are the only names the CLI and result folders use.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from harness.forms import FORMS
 from harness.io import write_csv, write_json, write_text
 from harness.oracle import OracleDenoiser
 from harness.paper import paper as paper_suite
+from harness.provenance import code_revision
 from harness.pyramid import jump, lambda_max, stage_data, uniform_plan, upsample
 from harness.sampling import sample
 
-Suite = Callable[[Path, str], dict]
+Suite = Callable[[Path, str, bool], dict]
 
 
 def _jump_error(form, plan, x0: torch.Tensor, draws: int, g: torch.Generator) -> float:
@@ -44,7 +46,7 @@ def _jump_error(form, plan, x0: torch.Tensor, draws: int, g: torch.Generator) ->
     return worst
 
 
-def engine(out: Path, scale: str) -> dict:
+def engine(out: Path, scale: str, fresh: bool = False) -> dict:
     """Stage plans of every form and upsample mode for K = 1..4 at 30 steps, each
     checked end to end: the exact one-point oracle must land on its data point and
     every jump must reproduce the training marginal (Monte Carlo)."""
@@ -87,6 +89,7 @@ def engine(out: Path, scale: str) -> dict:
     ok_jump = bool((checks.jump_marginal_error < 0.05).all())
     summary = dict(
         suite="engine",
+        code=code_revision(),
         frames=frames,
         jump_draws=draws,
         oracle_max_error=float(checks.oracle_max_error.max()),
@@ -116,13 +119,13 @@ def engine(out: Path, scale: str) -> dict:
     return summary
 
 
-def cost(out: Path, scale: str) -> dict:
+def cost(out: Path, scale: str, fresh: bool = False) -> dict:
     """Per-stage cost table of every backbone (default form, 3 uniform stages, 30 steps):
     MACs / FLOPs with attention, measured forward, training-step and sampling times,
     FLOP-ratio speedup bound and measured speedup."""
     device = torch.device("cuda" if scale == "gpu" and torch.cuda.is_available() else "cpu")
     if scale == "gpu" and device.type != "cuda":
-        raise RuntimeError("--scale gpu needs a CUDA device; use --scale cpu here")
+        raise ValueError("--scale gpu needs a CUDA device; use --scale cpu here")
     stages, plans = cost_tables(device)
     write_csv(out / "cost_stages.csv", stages)
     write_csv(out / "cost_plans.csv", plans)
@@ -153,19 +156,25 @@ def cost(out: Path, scale: str) -> dict:
         ),
     )
     summaries = {row["backbone"]: row for row in plans.to_dict("records")}
-    summary = dict(suite="cost", device=str(device), convention=CONVENTION, backbones=summaries)
+    summary = dict(
+        suite="cost",
+        code=code_revision(),
+        device=str(device),
+        convention=CONVENTION,
+        backbones=summaries,
+    )
     write_json(out / "summary.json", summary)
     return summary
 
 
-def smoke(out: Path, scale: str) -> dict:
+def smoke(out: Path, scale: str, fresh: bool = False) -> dict:
     """Every stage of the paper suite at tiny size (minutes on 2 CPU cores; used by CI)."""
-    return paper_suite(out, "smoke")
+    return paper_suite(out, "smoke", fresh)
 
 
-def paper(out: Path, scale: str) -> dict:
+def paper(out: Path, scale: str, fresh: bool = False) -> dict:
     """Tables 1 and 3 and Figures 5 and 6 analogues from matched runs (harness.paper)."""
-    return paper_suite(out, scale)
+    return paper_suite(out, scale, fresh)
 
 
 SUITES: dict[str, Suite] = {

@@ -26,9 +26,16 @@ and queued again (its training resumes from the run's checkpoint), and on an RDB
 the heartbeat does the same for workers on other machines. A trial that raises (NaN loss,
 out of memory, any exception) is marked failed with its `error` and the study goes on.
 
-Outputs in --out (default results/sweep/<study>/), rewritten after every trial: trials.csv,
-pareto.png, importance_<objective>.png, best/trial_NNNN.toml (every Pareto-optimal config,
-ready for `python -m harness.train --config`), summary.json and report.md.
+Identity. A study records what its trials depend on in its user attributes: the settings
+above and the job (code revision, the hash of the scale's base training config, metric
+options). A resume with another identity is refused before any trial runs: pass another
+--study (or --out) name, or --fresh (default storage only) to move the old folder aside.
+
+Outputs in --out (default results/runs/sweep/<study>/, git-ignored; the committed reference
+study in results/sweep/ is never opened unless --out points there), rewritten after every
+trial: trials.csv, pareto.png, importance_<objective>.png, best/trial_NNNN.toml (every
+Pareto-optimal config, ready for `python -m harness.train --config`), summary.json and
+report.md. A progress bar counts the spent budget and the trials by state.
 """
 
 from __future__ import annotations
@@ -53,17 +60,24 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
+from harness.cli import add_debug_flag, guarded  # noqa: E402
 from harness.config import Config  # noqa: E402
+from harness.evaluate import metrics_key  # noqa: E402
 from harness.io import save_figure, write_json, write_text  # noqa: E402
 from harness.metrics import MetricOptions  # noqa: E402
+from harness.provenance import code_revision, move_aside, training_hash  # noqa: E402
 from harness.trials import (  # noqa: E402
+    METRICS,
     QUALITY,
     SCALES,
     SCORE_COLUMNS,
     train_and_score,
     trial_config,
 )
+
+RUNS = Path("results") / "runs" / "sweep"  # default parent of a study's folder (git-ignored)
 
 COSTS = {
     "train": ("train_gflops", "training GFLOPs per sample-step"),
@@ -316,10 +330,23 @@ def open_storage(spec: str, heartbeat: int) -> optuna.storages.BaseStorage:
     raise AssertionError("unreachable")
 
 
-def open_study(settings: SweepSettings, storage, name: str, seed: int | None) -> optuna.Study:
-    """Create or resume the study; refuse to resume one made with other settings. Only the
-    worker that creates the study records its settings and queues the paper's equal split;
-    the others wait for the settings to appear."""
+def job_identity(settings: SweepSettings, options: MetricOptions) -> dict:
+    """What a study's trials depend on besides its settings: the code revision, the scale's
+    base training config (before the trial's jump points) and the metric options."""
+    base = trial_config(SCALES[settings.scale], Path("runs"))
+    return dict(
+        code=code_revision(),
+        base_config=training_hash(base),
+        metrics=metrics_key(METRICS, options, base),
+    )
+
+
+def open_study(
+    settings: SweepSettings, storage, name: str, seed: int | None, job: dict | None = None
+) -> optuna.Study:
+    """Create or resume the study; refuse to resume one made with other settings or another
+    job identity (`job_identity`). Only the worker that creates the study records them and
+    queues the paper's equal split; the others wait for the settings to appear."""
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True)
     directions = ["minimize", "minimize"]
     with warnings.catch_warnings():
@@ -336,7 +363,9 @@ def open_study(settings: SweepSettings, storage, name: str, seed: int | None) ->
             study.enqueue_trial(
                 equal_split(settings, total), user_attrs={"reference": "paper: equal split"}
             )
-            study.set_user_attr("settings", asdict(settings))
+            if job is not None:
+                study.set_user_attr("job", job)
+            study.set_user_attr("settings", asdict(settings))  # last: marks the study ready
     for _ in range(120):
         saved = study.user_attrs.get("settings")
         if saved is not None:
@@ -347,11 +376,23 @@ def open_study(settings: SweepSettings, storage, name: str, seed: int | None) ->
             f"study {name!r} exists in this storage but was not made by harness.sweep (it has "
             "no settings); pass another --study name"
         )
+    way_out = "pass another --study name (or --out folder), or --fresh to move the old one aside"
     if saved != asdict(settings):
         diff = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v}
         raise ValueError(
             f"study {name!r} in this storage was made with other settings {diff}; resume it "
-            "with the same options or pass another --study name"
+            f"with the same options, or {way_out}"
+        )
+    stored = study.user_attrs.get("job")
+    if job is not None and stored != job:
+        if stored is None:
+            what = "records no code revision or config (made by an older harness)"
+        else:
+            diff = {k: (stored.get(k), v) for k, v in job.items() if stored.get(k) != v}
+            what = f"was made by another job {diff}"
+        raise ValueError(
+            f"study {name!r} {what}; its trials would be mixed with this code's. To start a "
+            f"new study, {way_out}"
         )
     return study
 
@@ -365,29 +406,52 @@ def sweep(
     seed: int | None = None,
     heartbeat: int = 60,
     options: MetricOptions | None = None,
+    fresh: bool = False,
 ) -> dict:
     """Run (or resume) the study until `trials` trials are spent, then write the report."""
     scale = SCALES[settings.scale]
     if scale.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--scale {settings.scale} needs a CUDA device; use --scale cpu here")
+        raise ValueError(f"--scale {settings.scale} needs a CUDA device; use --scale cpu here")
     study_name = study_name or settings.study_name
+    if fresh:
+        if storage:
+            raise ValueError(
+                "--fresh moves the default storage (<out>/study.db) aside; with --storage, "
+                "pass another --study name instead"
+            )
+        if out.exists() and any(out.iterdir()):
+            move_aside(out)
     out.mkdir(parents=True, exist_ok=True)
+    options = options or MetricOptions(evaluator=scale.evaluator, device=scale.device)
     store = open_storage(storage or f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
-    study = open_study(settings, store, study_name, seed)
+    study = open_study(settings, store, study_name, seed, job_identity(settings, options))
     orphans = recover_orphans(study)
     if orphans:
         print(f"trials {orphans} lost their worker; marked failed and queued again")
-    options = options or MetricOptions(evaluator=scale.evaluator, device=scale.device)
     objective = Objective(settings, out / "runs", options)
     budget = Budget(trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    bar = tqdm(total=trials, desc=f"sweep {study_name}", unit="trial")
+
+    def show(study: optuna.Study) -> None:
+        every = study.get_trials(deepcopy=False)
+        bar.n = min(spent(every), trials)
+        states = pd.Series([t.state.name.lower() for t in every]).value_counts().to_dict()
+        invalid = sum("invalid" in t.user_attrs.get("pruned_reason", "") for t in every)
+        bar.set_postfix(states | {"invalid": invalid}, refresh=False)
+        bar.refresh()
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         write_report(study, out)
+        show(study)
         budget(study, trial)
 
-    if not budget.done(study):
-        study.optimize(objective, callbacks=[after_trial], catch=(Exception,))
+    show(study)
+    try:
+        if not budget.done(study):
+            study.optimize(objective, callbacks=[after_trial], catch=(Exception,))
+    finally:
+        bar.close()
     return write_report(study, out)
 
 
@@ -560,7 +624,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prune-after", type=int, default=4, help="finished trials before pruning")
     p.add_argument("--storage", default="", help="RDB URL or journal:PATH (default SQLite)")
     p.add_argument("--study", default="", help="study name (default from the settings)")
-    p.add_argument("--out", type=Path, default=None, help="default results/sweep/<study>/")
+    p.add_argument("--out", type=Path, default=None, help="default results/runs/sweep/<study>/")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="if --out holds a study of other settings or code, move it aside first",
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -570,27 +639,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--heartbeat", type=int, default=60, help="RDB heartbeat, seconds")
     p.add_argument("--report-only", action="store_true", help="redraw outputs, run no trial")
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return guarded("python -m harness.sweep", args.debug, lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.trials < 1:
-        sys.exit("--trials must be >= 1")
-    try:
-        settings = SweepSettings(
-            args.scale, args.stages, args.cost, args.search_steps, args.min_gap,
-            args.prune_margin, args.prune_after,
-        )  # fmt: skip
-    except ValueError as err:
-        sys.exit(str(err))
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    settings = SweepSettings(
+        args.scale, args.stages, args.cost, args.search_steps, args.min_gap,
+        args.prune_margin, args.prune_after,
+    )  # fmt: skip
     name = args.study or settings.study_name
-    out = args.out or Path("results") / "sweep" / name
+    out = args.out or RUNS / name
     if args.report_only:
+        if not (args.storage or (out / "study.db").is_file()):
+            raise FileNotFoundError(f"no study at {out / 'study.db'}; pass --out or --storage")
         store = open_storage(args.storage or f"sqlite:///{(out / 'study.db').resolve()}", 60)
         summary = write_report(optuna.load_study(study_name=name, storage=store), out)
     else:
-        summary = sweep(settings, args.trials, out, args.storage, name, args.seed, args.heartbeat)
+        summary = sweep(
+            settings, args.trials, out, args.storage, name, args.seed, args.heartbeat,
+            fresh=args.fresh,
+        )  # fmt: skip
     print((out / "report.md").read_text())
     print(json.dumps(summary["trials"]))
     return 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import sys
 import time
@@ -35,37 +36,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from harness.build import (
-    TextConditionedModel,
-    build_data,
-    build_model,
-    git_revision,
-    resolve_device,
-)
-from harness.config import Config, parse_cli
+from harness.build import TextConditionedModel, build_data, build_model, resolve_device
+from harness.cli import guarded
+from harness.config import RESUMABLE_CHANGES, Config, config_parser, parse_config
 from harness.data import collate
 from harness.flops import count_macs
 from harness.forms import get_form
 from harness.gpu import compile_backbone, full_state, load_optimizer, scalar, shard
 from harness.io import write_json, write_text
 from harness.pretrained import latent_dataset
+from harness.provenance import code_revision
 from harness.stagewise import draw_training_batch, stage_probabilities
-
-# config keys that may change between a run and its resumption
-RESUMABLE_CHANGES = (
-    "steps",
-    "ckpt_every",
-    "snapshot_every",
-    "device",
-    "out_dir",
-    "num_samples",
-    # execution only (latents are keyed by content, not location)
-    "latent_cache",
-    "encode_batch",
-    "attention",
-    "grad_checkpointing",
-    "compile",
-)
 
 
 def step_generator(seed: int, step: int, rank: int = -1, device="cpu") -> torch.Generator:
@@ -177,6 +158,27 @@ def _check_run_folder(run_dir: Path, cfg: Config, world: int, state: dict | None
         _check_resumable(saved, cfg)
 
 
+def _check_finite(
+    loss: float, grad_norm: float, step: int, stage: int, frames: int, cfg: Config, saved: int
+) -> None:
+    """FloatingPointError, before the optimizer step, when the loss or the gradient norm is
+    not finite: nothing of this step is applied and the checkpoint on disk stays the last
+    good one."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+    kept = (
+        f"the last good checkpoint, step {saved}, is kept in {cfg.run_dir / 'checkpoint.pt'}"
+        if saved
+        else "no checkpoint had been written yet"
+    )
+    raise FloatingPointError(
+        f"non-finite {what} at step {step} (stage {stage}, {frames} frames) of run "
+        f"{cfg.run_dir}; training stopped before the update and {kept}. Lower lr= "
+        f"(now {cfg.lr:g}), raise warmup_steps= (now {cfg.warmup_steps}) or check the data"
+    )
+
+
 def main(cfg: Config) -> Path:
     """Train (or resume) the run `cfg.run_dir`; returns the run folder."""
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -235,7 +237,7 @@ def main(cfg: Config) -> Path:
             run_dir / "config.json",
             {
                 "config": cfg.to_dict(),
-                "git": git_revision(),
+                "git": code_revision(),
                 "plan": plan.to_dict(),
                 "world_size": world,
                 "forward_macs": {str(f): m for f, m in macs.items()},
@@ -255,103 +257,114 @@ def main(cfg: Config) -> Path:
         range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=rank != 0
     )
     model.train()
-    for step in bar:
-        # ---- data (outside the timed region)
-        t_data = time.perf_counter()
-        shared = step_generator(cfg.seed, step)
-        index = torch.randint(len(dataset), (cfg.batch_size,), generator=shared)
-        stage = int(torch.multinomial(probs, 1, generator=shared))
-        items = collate([dataset[int(i)] for i in index[rank * local : (rank + 1) * local]])
-        x0 = items["video"].to(device, non_blocking=True)
-        ids = model.tokenize(items["caption"]).to(device)
-        data_time = time.perf_counter() - t_data
+    saved_step = start  # the step of the checkpoint on disk (0: none yet)
+    try:
+        for step in bar:
+            # ---- data (outside the timed region)
+            t_data = time.perf_counter()
+            shared = step_generator(cfg.seed, step)
+            index = torch.randint(len(dataset), (cfg.batch_size,), generator=shared)
+            stage = int(torch.multinomial(probs, 1, generator=shared))
+            items = collate([dataset[int(i)] for i in index[rank * local : (rank + 1) * local]])
+            x0 = items["video"].to(device, non_blocking=True)
+            ids = model.tokenize(items["caption"]).to(device)
+            data_time = time.perf_counter() - t_data
 
-        # ---- compute (timed)
-        _sync(device)
-        t0 = time.perf_counter()
-        g = step_generator(cfg.seed, step, rank, device)
-        batch = draw_training_batch(form, plan, x0, generator=g, align=cfg.align, stage=stage)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        with torch.autocast(**autocast):
-            pred = net(batch.x_u, batch.u, ids)
-        loss = F.mse_loss(pred.float(), batch.target.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        if ema is not None:
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1.0 - cfg.ema_decay)
-        _sync(device)
-        step_time = time.perf_counter() - t0
-        wall += step_time
-        seen += cfg.batch_size
-        flops += 2 * 3 * cfg.batch_size * macs[batch.frames]
+            # ---- compute (timed)
+            _sync(device)
+            t0 = time.perf_counter()
+            g = step_generator(cfg.seed, step, rank, device)
+            batch = draw_training_batch(form, plan, x0, generator=g, align=cfg.align, stage=stage)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+            with torch.autocast(**autocast):
+                pred = net(batch.x_u, batch.u, ids)
+            loss = F.mse_loss(pred.float(), batch.target.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            loss_value = loss.detach()
+            if world > 1:  # every rank sees the same mean loss (and the same reduced gradients)
+                dist.all_reduce(loss_value)
+                loss_value /= world
+            _check_finite(float(loss_value), scalar(grad_norm), step + 1, stage, batch.frames, cfg,
+                          saved_step)  # fmt: skip
+            opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters()):
+                        pe.lerp_(pm, 1.0 - cfg.ema_decay)
+            _sync(device)
+            step_time = time.perf_counter() - t0
+            wall += step_time
+            seen += cfg.batch_size
+            flops += 2 * 3 * cfg.batch_size * macs[batch.frames]
 
-        # ---- logging and checkpoints (outside the timed region)
-        loss_value = loss.detach()
-        if world > 1:
-            dist.all_reduce(loss_value)
-            loss_value /= world
-        if log is not None:
-            row = dict(
-                step=step + 1,
-                stage=stage,
-                frames=batch.frames,
-                loss=float(loss_value),
-                lr=opt.param_groups[0]["lr"],
-                grad_norm=scalar(grad_norm),
-                step_time_s=step_time,
-                data_time_s=data_time,
-                wall_time_s=wall,
-                samples_seen=seen,
-                train_flops=flops,
-            )
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{row['loss']:.4f}", stage=stage)
-        done = step + 1
-        snapshot = cfg.snapshot_every and done % cfg.snapshot_every == 0
-        checkpoint = done % cfg.ckpt_every == 0 or done == cfg.steps
-        if (rank == 0 or cfg.fsdp) and (snapshot or checkpoint):  # FSDP: a collective gather
-            weights, optim = full_state(model, opt if checkpoint else None, cfg.fsdp)
-        if rank == 0 and (snapshot or checkpoint):
-            state = dict(
-                model=weights,
-                ema=ema.state_dict() if ema is not None else None,
-                step=done,
-                wall_time_s=wall,
-                samples_seen=seen,
-                train_flops=flops,
-                world_size=world,
-                config=cfg.to_dict(),
-                git=git_revision(),
-                plan=plan.to_dict(),
-            )
-            if snapshot:  # weights only, for quality-vs-cost curves
-                save_checkpoint(run_dir / "snapshots" / f"step_{done:06d}.pt", state)
+            # ---- logging and checkpoints (outside the timed region)
+            if log is not None:
+                row = dict(
+                    step=step + 1,
+                    stage=stage,
+                    frames=batch.frames,
+                    loss=float(loss_value),
+                    lr=opt.param_groups[0]["lr"],
+                    grad_norm=scalar(grad_norm),
+                    step_time_s=step_time,
+                    data_time_s=data_time,
+                    wall_time_s=wall,
+                    samples_seen=seen,
+                    train_flops=flops,
+                )
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{row['loss']:.4f}", stage=stage)
+            done = step + 1
+            snapshot = cfg.snapshot_every and done % cfg.snapshot_every == 0
+            checkpoint = done % cfg.ckpt_every == 0 or done == cfg.steps
+            if (rank == 0 or cfg.fsdp) and (snapshot or checkpoint):  # FSDP: a collective gather
+                weights, optim = full_state(model, opt if checkpoint else None, cfg.fsdp)
+            if rank == 0 and (snapshot or checkpoint):
+                state = dict(
+                    model=weights,
+                    ema=ema.state_dict() if ema is not None else None,
+                    step=done,
+                    wall_time_s=wall,
+                    samples_seen=seen,
+                    train_flops=flops,
+                    world_size=world,
+                    config=cfg.to_dict(),
+                    git=code_revision(),
+                    plan=plan.to_dict(),
+                )
+                if snapshot:  # weights only, for quality-vs-cost curves
+                    save_checkpoint(run_dir / "snapshots" / f"step_{done:06d}.pt", state)
+                if checkpoint:
+                    save_checkpoint(ckpt_path, state | dict(opt=optim))
             if checkpoint:
-                save_checkpoint(ckpt_path, state | dict(opt=optim))
-    bar.close()
-    if log is not None:
-        log.close()
+                saved_step = done
+    finally:  # also when a non-finite loss stops the run
+        bar.close()
+        if log is not None:
+            log.close()
     if world > 1:
         _barrier(device)
     return run_dir
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> Path:
+    """The command line: `[--config FILE] [key=value ...] [--debug]`."""
+    prog = "python -m harness.train"
+    parser = config_parser(prog, "Train a vanilla or TPDiff video diffusion model.")
+    args = parser.parse_intermixed_args(argv)  # options may follow the key=value overrides
     try:
-        print(
-            main(
-                parse_cli(
-                    "python -m harness.train", "Train a vanilla or TPDiff video diffusion model."
-                )
-            )
-        )
+        run = guarded(prog, args.debug, lambda: main(parse_config(args)))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    print(run)
+    return run
+
+
+if __name__ == "__main__":
+    cli()
     sys.exit(0)

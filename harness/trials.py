@@ -8,14 +8,15 @@ stage) share one trained run. A run folder is named by a hash of its training co
 a trial retried on another worker, resumes the same checkpoint instead of starting over.
 `train_and_score` trains in chunks of `steps / evals` (bit-identical to one uninterrupted
 run, since resume is exact), scores each snapshot, keeps the scores in the run's
-`evals.csv` (reused on rerun) and hands every row to a callback that may stop the run
-(sweep pruning).
+`evals.csv` (reused on rerun; a stored score is reused only when its identity matches, see
+`harness.provenance`) and hands every row to a callback that may stop the run (sweep
+pruning).
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -24,14 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from harness.config import Config
-from harness.evaluate import append_row, reference_videos, score_checkpoint
+from harness.evaluate import reference_videos, score_or_reuse
 from harness.flops import expected_training_macs, plan_macs
 from harness.metrics import EvaluatorRecipe, MetricOptions
-from harness.sample import plan_tag, sampling_config
-from harness.train import RESUMABLE_CHANGES
+from harness.provenance import training_hash
+from harness.sample import sampling_config
 from harness.train import main as train_main
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
@@ -39,9 +38,6 @@ METRICS = ["fvd-md", "pa-md", "flicker"]
 QUALITY = "FVD-md"
 # the other columns of a scored row that sweeps and ablations keep
 SCORE_COLUMNS = ("PA-md", "flicker", "train_gflops", "infer_gflops", "train_wall_s")
-
-# fields that never change what training computes: the name, and what a resume may change
-BOOKKEEPING = ("name", *RESUMABLE_CHANGES)
 
 
 @dataclass(frozen=True)
@@ -111,9 +107,7 @@ def split_sampling(cfg: Config) -> tuple[Config, dict[str, Any]]:
     defaults = {k: getattr(Config(), k) for k in ("renoise", "stage_steps")}
     train = cfg.replace(**{k: defaults[k] for k in sampling})
     changes = {k: v for k, v in sampling.items() if v != defaults[k]}
-    key = {k: v for k, v in train.to_dict().items() if k not in BOOKKEEPING}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    name = f"{cfg.backbone}-{cfg.form}-{cfg.method}-{digest}"
+    name = f"{cfg.backbone}-{cfg.form}-{cfg.method}-{training_hash(train)}"
     return train.replace(name=name), changes
 
 
@@ -142,17 +136,6 @@ def run_lock(run: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_log(run: Path) -> list[dict]:
-    """The rows of a run's log.jsonl, one per training step."""
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
-
-
-def last_loss(rows: list[dict]) -> float:
-    """Mean loss of the last (up to) 10 logged steps."""
-    tail = [r["loss"] for r in rows[-10:]]
-    return sum(tail) / len(tail)
-
-
 OnScore = Callable[[int, dict], None]
 
 
@@ -165,49 +148,25 @@ def train_and_score(
     """Train `cfg` (from `trial_config`) chunk by chunk, score each snapshot with the config's
     own sampling settings, and return one row per snapshot: step, the metric columns, the
     costs and the run's training wall time. `on_score(step, row)` runs after every score
-    and may raise (e.g. optuna.TrialPruned) to stop early. A non-finite loss raises
-    FloatingPointError naming the step."""
+    and may raise (e.g. optuna.TrialPruned) to stop early. A non-finite loss stops training
+    with FloatingPointError naming the step (harness.train); so does a non-finite score."""
     train, changes = split_sampling(cfg)
     run = train.run_dir
     sampled = sampling_config(train, changes)
-    tag = plan_tag(sampled)
     every = scale.steps // scale.evals
-    rows, real = [], None  # real: the run's real videos, built once for all its scores
+    real = functools.cache(lambda: reference_videos(train, scale.eval_samples))  # once per run
+    rows = []
     for step in range(every, scale.steps + 1, every):
         with run_lock(run):
             train_main(train.replace(steps=step))
-            log = read_log(run)[:step]
-            loss = last_loss(log)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss} by step {step} of {run}; lower lr= or "
-                    "raise warmup_steps="
-                )
-            row = _cached_score(run, step, tag, scale.eval_samples)
-            if row is None:
-                snapshot = Path("snapshots") / f"step_{step:06d}.pt"
-                if real is None:
-                    real = reference_videos(train, scale.eval_samples)
-                scores = score_checkpoint(
-                    run, scale.eval_samples, options, METRICS, snapshot, changes, real
-                )
-                row = dict(step=step, sampling=tag, n=scale.eval_samples, **scores)
-                append_row(run / "evals.csv", row)
-        row = row | costs(run, sampled) | {"train_wall_s": log[-1]["wall_time_s"]}
+            row = score_or_reuse(
+                run / "evals.csv", run, f"snapshots/step_{step:06d}.pt", scale.eval_samples,
+                options, METRICS, changes, real, same=("step", "sampling", "n"),
+            )  # fmt: skip
+        row = row | costs(run, sampled)
         if not math.isfinite(row[QUALITY]):
             raise FloatingPointError(f"{QUALITY} is {row[QUALITY]} at step {step} of {run}")
         rows.append(row)
         if on_score is not None:
             on_score(step, row)
     return rows
-
-
-def _cached_score(run: Path, step: int, tag: str, n: int) -> dict | None:
-    path = run / "evals.csv"
-    if not path.is_file():
-        return None
-    frame = pd.read_csv(path)
-    hit = frame[(frame["step"] == step) & (frame["sampling"] == tag) & (frame["n"] == n)]
-    if hit.empty:
-        return None
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in hit.iloc[-1].items()}

@@ -1,11 +1,14 @@
 """Named ablations and the shared train-and-score unit (`harness.trials`)."""
 
+import dataclasses
 import json
 
 import pandas as pd
 import pytest
 
 import harness.ablate as ablate
+import harness.evaluate as evaluate
+import harness.train as train
 import harness.trials as trials
 from ablations import ABLATIONS, PAPER
 from harness.metrics.evaluator import load_evaluator
@@ -59,7 +62,7 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished score was recomputed")
 
-    monkeypatch.setattr(trials, "score_checkpoint", fail)
+    monkeypatch.setattr(evaluate, "score_checkpoint", fail)
     again = ablate.ablate("renoise", "tiny", tmp_path)
     pd.testing.assert_frame_equal(again, table)
 
@@ -67,8 +70,14 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
 def test_nan_loss_fails_with_the_step(tmp_path, monkeypatch):
     scale = trials.SCALES["tiny"]
     cfg = trials.trial_config(scale, tmp_path)
-    monkeypatch.setattr(trials, "last_loss", lambda rows: float("nan"))
-    with pytest.raises(FloatingPointError, match="by step 2"):
+    real = train.draw_training_batch
+
+    def poisoned(*args, **kwargs):
+        batch = real(*args, **kwargs)
+        return dataclasses.replace(batch, x_u=batch.x_u * float("nan"))
+
+    monkeypatch.setattr(train, "draw_training_batch", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite loss nan at step 1"):
         trials.train_and_score(cfg, scale, None)
 
 

@@ -1,3 +1,4 @@
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -101,5 +102,27 @@ def test_cli(tmp_path, capsys):
     row = evaluate.cli(["--samples", str(samples), "--out", str(out), "--metrics", "flicker"])
     assert "flicker" in capsys.readouterr().out and len(pd.read_csv(out)) == 1
     assert row["flicker"] == pytest.approx(pd.read_csv(out)["flicker"][0])
-    with pytest.raises(SystemExit, match="samples folder"):
+    with pytest.raises(SystemExit) as exit_:
         evaluate.cli(["--samples", str(tmp_path / "nope")])
+    assert exit_.value.code == 2 and "samples folder" in capsys.readouterr().err
+
+
+def test_default_outputs_are_git_ignored():
+    """Ad-hoc and first-run outputs land where git ignores them; committed results stay."""
+    from harness import run, sweep
+    from harness.config import Config
+
+    paths = [
+        evaluate.DEFAULT_OUT,
+        run.default_out("paper", "cpu") / "evals.csv",
+        run.default_out("smoke", "cpu") / "runs" / "x" / "checkpoint.pt",
+        sweep.RUNS / "stages-K3-cpu-train" / "study.db",
+        Config().run_dir / "checkpoint.pt",
+        Path("results/paper.superseded-20260101T000000/evals.csv"),
+    ]
+    root = Path(__file__).resolve().parent.parent
+    for path in paths:
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=root)
+        assert ignored.returncode == 0, f"{path} is not git-ignored"
+    kept = subprocess.run(["git", "check-ignore", "-q", "results/paper/evals.csv"], cwd=root)
+    assert kept.returncode == 1  # the committed reference is not ignored

@@ -1,10 +1,14 @@
 import json
+import shutil
 
 import pandas as pd
 import pytest
+import torch
 
+import harness.evaluate as evaluate
 import harness.paper as paper
 from harness.config import METHOD_FIELDS
+from harness.provenance import FolderInUse
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +47,13 @@ def test_smoke_suite_writes_every_table_and_plot(smoke):
     # curves for the matched runs, the last step of the ablation run, renoise-off per pair
     assert len(evals) == 4 * scale.evals + 1 + 2
     assert not evals.duplicated(["run", "step", "renoise"]).any()
+    # every row knows what produced it, and carries its training cost for the report
+    for col in ("identity", "config_hash", "checkpoint", "sampling", "metrics_key", "n", "git",
+                "train_flops", "train_wall_s", "backbone", "variant"):  # fmt: skip
+        assert evals[col].notna().all(), col
+    assert not evals.identity.duplicated().any()
+    job = json.loads((out / "job.json").read_text())
+    assert job["scale"] == "smoke" and set(job["runs"]) == set(runs)
     files = ["fig5_quality_vs_flops.png", "fig5_quality_vs_time.png", "fig6_renoise_strip.png",
              "report.md", "cost_stages.csv", "table1_latency.csv"]  # fmt: skip
     for name in files:
@@ -57,7 +68,7 @@ def test_rerun_resumes_without_recomputing(smoke, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished evaluation was recomputed")
 
-    monkeypatch.setattr(paper, "score_checkpoint", fail)
+    monkeypatch.setattr(evaluate, "score_checkpoint", fail)
     monkeypatch.setattr(paper, "generate", fail)
     monkeypatch.setattr(paper, "sample_main", fail)
     monkeypatch.setattr(paper, "cost_tables", fail)
@@ -65,3 +76,66 @@ def test_rerun_resumes_without_recomputing(smoke, monkeypatch):
     again = paper.paper(out, "smoke")
     assert (out / "evals.csv").read_text() == before
     assert again["backbones"] == summary["backbones"]
+
+
+def _copy(smoke, tmp_path):
+    out = tmp_path / "suite"
+    shutil.copytree(smoke[0], out)
+    return out
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the suite started work in a folder it had to refuse")
+
+
+def test_a_changed_config_is_refused_before_any_work(smoke, tmp_path, monkeypatch):
+    """The stale-score check: a fresh clone (no runs/) whose baseline lr changed must not
+    reuse, or silently mix with, the scores in the folder."""
+    out = _copy(smoke, tmp_path)
+    shutil.rmtree(out / "runs")  # as in a fresh clone: run folders are not committed
+    before = (out / "evals.csv").read_text()
+    baselines = tmp_path / "baselines"
+    shutil.copytree(paper.BASELINES, baselines)
+    toml = baselines / "dit-tpdiff.toml"
+    toml.write_text(toml.read_text().replace("lr = 2e-3", "lr = 1e-3"))
+    monkeypatch.setattr(paper, "BASELINES", baselines)
+    monkeypatch.setattr(paper, "train_main", _never)
+    with pytest.raises(FolderInUse) as err:
+        paper.paper(out, "smoke")
+    message = str(err.value)
+    assert str(out) in message and "--out" in message and "--fresh" in message
+    assert "runs.dit-flow-tpdiff" in message
+    assert (out / "evals.csv").read_text() == before
+
+
+def test_another_code_revision_is_refused(smoke, tmp_path, monkeypatch):
+    out = _copy(smoke, tmp_path)
+    monkeypatch.setattr(paper, "code_revision", lambda: "0" * 40)
+    monkeypatch.setattr(paper, "train_main", _never)
+    with pytest.raises(FolderInUse, match="code: .* there, '0000"):
+        paper.paper(out, "smoke")
+
+
+def test_a_score_of_other_weights_is_redone_and_the_old_row_kept_apart(smoke, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    out = _copy(smoke, tmp_path)
+    snap = out / "runs" / "dit-flow-vanilla" / "snapshots" / "step_000002.pt"
+    state = torch.load(snap, weights_only=False)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name] + 1e-3  # weights this folder never scored
+    torch.save(state, snap)
+    calls = []
+
+    def fake(run, n, options, names, checkpoint, changes, real, progress=False):
+        calls.append((run.name, str(checkpoint)))
+        return {"FVD-md": 123.0, "PA-md": 0.0, "flicker": 0.0}
+
+    monkeypatch.setattr(evaluate, "score_checkpoint", fake)
+    monkeypatch.setenv("TPDIFF_CACHE", str(smoke[0] / "cache"))
+    paper.paper(out, "smoke")
+    assert calls == [("dit-flow-vanilla", "snapshots/step_000002.pt")]
+    evals = pd.read_csv(out / "evals.csv")
+    row = evals[(evals.run == "dit-flow-vanilla") & (evals.step == 2)]
+    assert len(row) == 1 and row["FVD-md"].iloc[0] == 123.0
+    stale = pd.read_csv(out / "evals-superseded.csv")
+    assert list(stale.run) == ["dit-flow-vanilla"] and list(stale.step) == [2]

@@ -38,26 +38,19 @@ def test_training_cost_ratio_known_answer_and_not_reached():
 
 
 def _fake_suite(out, tp_final=30.0):
-    """A results folder written the way the paper suite writes it, with known numbers."""
-    for run, method, align, flops_per_step in (
-        ("dit-flow-vanilla", "vanilla", True, 2.0),
-        ("dit-flow-tpdiff", "tpdiff", True, 1.0),
-        ("dit-flow-tpdiff-noalign", "tpdiff", False, 1.0),
-    ):
-        folder = out / "runs" / run
-        folder.mkdir(parents=True)
-        cfg = dict(backbone="dit", form="flow", method=method, align=align)
-        (folder / "config.json").write_text(json.dumps({"config": cfg}))
-        rows = [dict(step=s, train_flops=flops_per_step * s, wall_time_s=36.0 * s)
-                for s in (1, 2, 3)]  # fmt: skip
-        (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    quality = {"dit-flow-vanilla": [80, 60, 40], "dit-flow-tpdiff": [70, 50, tp_final],
-               "dit-flow-tpdiff-noalign": [75, 55, 45]}  # fmt: skip
-    evals = [dict(run=run, step=s, renoise=True, n=8, **{"FVD-md": q[s - 1]}, **{"PA-md": 0.5},
-                  flicker=0.2, **{"flicker-real": 0.1})
-             for run, q in quality.items() for s in (1, 2, 3)]  # fmt: skip
-    evals.append(dict(run="dit-flow-tpdiff", step=3, renoise=False, n=8, **{"FVD-md": 33.0},
-                      **{"PA-md": 0.4}, flicker=0.9, **{"flicker-real": 0.1}))  # fmt: skip
+    """A results folder written the way the paper suite writes it (evals.csv carries each
+    run's training FLOPs and compute time at the step; no run folders), known numbers."""
+    runs = {"dit-flow-vanilla": ("vanilla", 2.0, [80, 60, 40]),
+            "dit-flow-tpdiff": ("tpdiff", 1.0, [70, 50, tp_final]),
+            "dit-flow-tpdiff-noalign": ("tpdiff-noalign", 1.0, [75, 55, 45])}  # fmt: skip
+    evals = [dict(run=run, backbone="dit", form="flow", variant=variant, step=s, renoise=True,
+                  n=8, train_flops=per_step * s, train_wall_s=36.0 * s,
+                  **{"FVD-md": q[s - 1]}, **{"PA-md": 0.5}, flicker=0.2, **{"flicker-real": 0.1})
+             for run, (variant, per_step, q) in runs.items() for s in (1, 2, 3)]  # fmt: skip
+    evals.append(dict(run="dit-flow-tpdiff", backbone="dit", form="flow", variant="tpdiff", step=3,
+                      renoise=False, n=8, train_flops=3.0, train_wall_s=108.0,
+                      **{"FVD-md": 33.0}, **{"PA-md": 0.4}, flicker=0.9,
+                      **{"flicker-real": 0.1}))  # fmt: skip
     write_csv(out / "evals.csv", pd.DataFrame(evals))
     plans = dict(backbone="dit", form="flow", vanilla_sampling_s=2.0, tpdiff_sampling_s=1.0,
                  inference_speedup=2.0, flop_ratio_bound=2.2, measured_over_bound=2 / 2.2,
@@ -96,4 +89,31 @@ def test_not_reached_is_said_plainly(tmp_path):
 def test_report_cli_names_what_is_missing(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
-    assert "lacks ['evals.csv', 'cost_plans.csv', 'runs']" in capsys.readouterr().err
+    assert "lacks ['evals.csv', 'cost_plans.csv']" in capsys.readouterr().err
+
+
+def test_old_evals_without_costs_are_refused_by_name(tmp_path):
+    write_csv(tmp_path / "evals.csv", pd.DataFrame([dict(run="x", step=1, renoise=True)]))
+    with pytest.raises(ValueError, match=r"lacks the columns \['backbone'.*older harness"):
+        build(tmp_path)
+
+
+def test_report_sets_figures_beside_the_committed_reference(tmp_path):
+    ref = tmp_path / "ref"
+    _fake_suite(ref)
+    (ref / "job.json").write_text(json.dumps(dict(suite="paper", scale="cpu", code="abc", n=8)))
+    build(ref)
+    mine = tmp_path / "mine"
+    _fake_suite(mine, tp_final=35.0)
+    (mine / "job.json").write_text(json.dumps(dict(suite="paper", scale="cpu", code="def", n=8)))
+    build(mine, reference=ref)
+    report = (mine / "report.md").read_text()
+    section = report.split("## Beside the committed reference")[1].split("## Summary")[0]
+    assert "code `def`" in section and "code `abc`" in section
+    row = next(line for line in section.splitlines() if "tpdiff_final_FVD-md" in line)
+    assert "35" in row and "30" in row  # this run's figure, then the committed one
+    assert "Not comparable" not in section
+    (ref / "job.json").write_text(json.dumps(dict(suite="smoke", scale="smoke", code="abc")))
+    build(ref)
+    build(mine, reference=ref)
+    assert "Not comparable" in (mine / "report.md").read_text()

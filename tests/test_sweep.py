@@ -2,6 +2,7 @@
 several workers on one storage, failing trials, outputs. The end-to-end tests train real
 tiny configs (`--scale tiny`)."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -144,6 +145,31 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monk
         other = sweep.SweepSettings(scale="tiny", prune_after=100, cost="infer")
         sweep.sweep(other, 3, tmp_path, storage=f"journal:{tmp_path / 'j.log'}",
                     study_name=TINY.study_name)  # fmt: skip
+    # ... and so is resuming it with other code: its trials would be mixed with this code's
+    monkeypatch.setattr(sweep, "code_revision", lambda: "f" * 40)
+    with pytest.raises(ValueError, match="another job .*'code'.*--study.*--fresh"):
+        sweep.sweep(TINY, 4, tmp_path, storage=f"journal:{tmp_path / 'j.log'}")
+    assert len(load(f"journal:{tmp_path / 'j.log'}", TINY.study_name).trials) == before
+
+
+def test_a_study_without_an_identity_is_not_resumed(tmp_path, cache, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name=TINY.study_name,
+                                directions=["minimize", "minimize"])  # fmt: skip
+    study.set_user_attr("settings", dataclasses.asdict(TINY))  # an older harness's study
+    del study
+    with pytest.raises(ValueError, match="records no code revision"):
+        sweep.sweep(TINY, 1, tmp_path)
+    # --fresh moves the old folder aside (nothing is deleted) and starts a new study
+    monkeypatch.setenv("TPDIFF_CACHE", str(cache))
+    summary = sweep.sweep(TINY, 1, tmp_path, fresh=True)
+    assert summary["spent"] == 1
+    aside = [p for p in tmp_path.parent.iterdir()
+             if p.name.startswith(f"{tmp_path.name}.superseded-")]  # fmt: skip
+    assert len(aside) == 1 and (aside[0] / "study.db").is_file()
+    new = load(storage, TINY.study_name)
+    options = sweep.MetricOptions(evaluator=SCALES["tiny"].evaluator, device="cpu")
+    assert new.user_attrs["job"] == sweep.job_identity(TINY, options)
 
 
 def test_killed_sweep_resumes_from_stored_trials(tmp_path, cache):

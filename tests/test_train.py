@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -101,6 +102,42 @@ def test_crash_and_resume_is_bit_identical(tmp_path, monkeypatch):
     assert _same(ema_a, ema_b)
     strip = lambda rows: [(r["step"], r["stage"], r["loss"], r["train_flops"]) for r in rows]  # noqa: E731
     assert strip(_log(straight)) == strip(_log(resumed))
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny(tmp_path, "steps=6", "ckpt_every=2", "name=nan")
+    real, calls = train.draw_training_batch, []
+
+    def nan_on_fourth(*args, **kwargs):  # an injected NaN in the 4th batch
+        batch = real(*args, **kwargs)
+        calls.append(batch.stage)
+        if len(calls) == 4:
+            return dataclasses.replace(batch, x_u=batch.x_u.clone().fill_(float("nan")))
+        return batch
+
+    monkeypatch.setattr(train, "draw_training_batch", nan_on_fourth)
+    with pytest.raises(FloatingPointError) as err:
+        train.main(cfg)
+    message = str(err.value)
+    assert f"non-finite loss nan at step 4 (stage {calls[3]}," in message
+    assert "last good checkpoint, step 2, is kept" in message and "lr=" in message
+    state = torch.load(cfg.run_dir / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert [r["step"] for r in _log(cfg.run_dir)] == [1, 2, 3]  # nothing of step 4 was logged
+    # the stopped run resumes from that checkpoint once the cause is gone
+    monkeypatch.setattr(train, "draw_training_batch", real)
+    assert torch.load(train.main(cfg) / "checkpoint.pt", weights_only=False)["step"] == 6
+
+
+def test_a_non_finite_gradient_is_caught_too(tmp_path, monkeypatch):
+    cfg = tiny(tmp_path, "steps=2", "name=inf-grad")
+    real_clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda p, c: real_clip(p, c) * float("inf"))  # fmt: skip
+    with pytest.raises(FloatingPointError, match="non-finite gradient norm inf at step 1"):
+        train.main(cfg)
+    assert not (cfg.run_dir / "checkpoint.pt").exists()
 
 
 def test_snapshots_keep_weights_along_the_run(tmp_path):

@@ -83,9 +83,11 @@ class MetricContext:
     @cached_property
     def evaluator(self):
         recipe = self.options.evaluator or EvaluatorRecipe(frames=self.frames, size=self.size)
-        return load_evaluator(
+        evaluator = load_evaluator(
             recipe, self.options.cache or None, self.options.device, progress=self.progress
         )
+        evaluator.progress = self.progress
+        return evaluator
 
     @cached_property
     def i3d(self) -> I3DFeatures:

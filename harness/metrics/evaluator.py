@@ -218,6 +218,7 @@ class Evaluator:
         self.net.load_state_dict(state_dict)
         self.net.to(self.device).eval()
         self.dim = 4 * recipe.width + recipe.embed_dim
+        self.progress = False  # a bar over feature batches (set by MetricContext)
 
     @torch.no_grad()
     def outputs(self, videos: Tensor) -> Outputs:
@@ -228,7 +229,11 @@ class Evaluator:
                 f"evaluator {r.key()} takes (N, C, {r.frames}, {r.size}, {r.size}) videos, "
                 f"got {tuple(videos.shape)}"
             )
-        parts = [self.net(v.float().to(self.device)) for v in videos.split(self.batch_size)]
+        from tqdm.auto import tqdm
+
+        batches = videos.split(self.batch_size)
+        bar = tqdm(batches, desc="features", leave=False, disable=not self.progress)
+        parts = [self.net(v.float().to(self.device)) for v in bar]
         fields = [f.name for f in dataclasses.fields(Outputs)]
         return Outputs(*(torch.cat([getattr(p, k).cpu() for p in parts]) for k in fields))
 

@@ -1,0 +1,35 @@
+"""What every `python -m harness.<verb>` shares: bad input ends in one line, not a traceback.
+
+A `ValueError`, `FileNotFoundError` or `FloatingPointError` from a config, plan, data,
+weights or results-folder check (or a non-finite loss) is printed as
+`<prog>: error: <message>` and the command exits with status 2; `--debug` shows the full
+traceback instead. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+T = TypeVar("T")
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the full Python traceback"
+    )
+
+
+def guarded(prog: str, debug: bool, fn: Callable[[], T]) -> T:
+    """fn(); a USER_ERRORS exception exits 2 with one line on stderr (re-raised if debug)."""
+    try:
+        return fn()
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        message = str(err).strip() or type(err).__name__
+        print(f"{prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        sys.exit(2)
