@@ -60,6 +60,18 @@ RESUMABLE_CHANGES = (
     "compile",
 )
 
+# the fields that define the videos of a dataset (and so its real reference sets)
+DATA_FIELDS = (
+    "dataset",
+    "data_root",
+    "num_videos",
+    "frames",
+    "resolution",
+    "channels",
+    "frame_stride",
+    "seed",
+)
+
 # the form each pretrained pipeline was trained with (README: Reproducing the paper on GPUs)
 PRETRAINED_FORMS = {"dit": "flow", "unet": "ddim"}
 

@@ -46,6 +46,7 @@ from harness.provenance import (
 )
 
 REAL_SEED_OFFSET = 20_011  # training uses +0, sampling captions +10_007
+OTHER_REAL_SEED_OFFSET = 30_011  # a second real set, disjoint from the reference set
 DEFAULT_OUT = Path("results/runs/evaluations.csv")  # results/runs/ is git-ignored
 
 
@@ -132,6 +133,51 @@ def metrics_key(names: list[str], options: MetricOptions, cfg: Config) -> str:
             real_seed_offset=REAL_SEED_OFFSET,
         )
     )
+
+
+def reference_scores(
+    table: Path,
+    cfg: Config,
+    n: int,
+    options: MetricOptions,
+    names: list[str],
+    progress: bool = False,
+) -> dict[str, dict]:
+    """The scores that put a run's scores in context, at n (rows of `table`, reused under
+    the same identity): `real`, a second real set from disjoint seeds against the reference
+    set (the best a model can score at this n); `noise`, uniform noise in [-1, 1] against
+    it (a model that learned nothing); `chance`, the second real set scored against the
+    reference set's captions (PA-md of videos that ignore their captions)."""
+    from harness.provenance import data_hash
+
+    real = reference_videos(cfg, n)
+    data = build_data(cfg, seed_offset=OTHER_REAL_SEED_OFFSET)
+    if n > len(data):
+        raise ValueError(f"asked for {n} real videos but the second real set has {len(data)}")
+    items = [data[i] for i in range(n)]
+    other = VideoSet(
+        torch.stack([it["video"] for it in items]), tuple(it["caption"] for it in items)
+    )
+    g = torch.Generator().manual_seed(n)
+    sets = {
+        "real": other,
+        "noise": VideoSet(torch.rand(real.videos.shape, generator=g) * 2 - 1, real.captions),
+        "chance": VideoSet(other.videos, real.captions),
+    }
+    rows = {}
+    for kind, fake in sets.items():
+        used = ["pa-md"] if kind == "chance" else names
+        identity = ResultIdentity(
+            config=data_hash(cfg), checkpoint=f"reference:{kind}", sampling="",
+            metrics=metrics_key(used, options, cfg), n=n, code=code_revision(),
+        )  # fmt: skip
+        row = stored_row(table, identity)
+        if row is None:
+            scores = compute_metrics(fake, real, used, options, progress=progress)
+            row = dict(kind=kind) | identity.columns() | scores
+            append_result(table, row, same=("kind", "n", "config_hash"))
+        rows[kind] = row
+    return rows
 
 
 def score_or_reuse(

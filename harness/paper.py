@@ -28,45 +28,64 @@ from tqdm.auto import tqdm
 from harness import report
 from harness.config import Config
 from harness.cost import PAIRS, cost_tables
-from harness.evaluate import metrics_key, reference_videos, score_or_reuse
+from harness.evaluate import metrics_key, reference_scores, reference_videos, score_or_reuse
 from harness.io import write_csv, write_json
 from harness.metrics import EvaluatorRecipe, MetricOptions
-from harness.provenance import checkpoint_info, claim_folder, code_revision, digest, training_hash
+from harness.provenance import (
+    checkpoint_info,
+    claim_folder,
+    code_revision,
+    data_hash,
+    digest,
+    training_hash,
+)
 from harness.sample import generate
 from harness.sample import main as sample_main
 from harness.train import main as train_main
-from harness.trials import BASELINES, METRICS, TrialScale
+from harness.trials import BASELINES, TrialScale
 
 REFERENCE = report.COMMITTED  # results/paper: the committed results of one full CPU run
 # evaluations that stand for each other unless their identities differ
-EVAL_KEY = ("run", "step", "renoise")
+EVAL_KEY = ("run", "step", "renoise", "n")
 
 
 @dataclass(frozen=True)
 class PaperScale(TrialScale):
-    """How big the suite runs: a TrialScale (steps, evals, eval_samples, device, overrides
-    applied to every baseline config, evaluator) plus the sample grids and which backbones
-    get the alignment ablation."""
+    """How big the suite runs: a TrialScale (steps, evals, eval_samples = the n of every
+    curve point, device, overrides applied to every baseline config, evaluator) plus the n
+    of the final points, the sample grids, which backbones get the alignment ablation and
+    which get their pair trained again with other seeds (the training-seed spread)."""
 
+    final_samples: int = 0  # n of the final scores (FVD-md: >= 2 x feature dim); 0: eval_samples
     grid_samples: int = 8  # videos in each method's sample grid
     align_ablation: tuple[str, ...] = ("dit",)  # backbones trained again with align=false
+    seed_runs: tuple[str, ...] = ()  # backbones whose pair is trained again with seed + 1
+
+    @property
+    def final_n(self) -> int:
+        return self.final_samples or self.eval_samples
 
 
 SCALES: dict[str, PaperScale] = {
-    "smoke": PaperScale(
-        steps=4,
-        evals=2,
+    "smoke": PaperScale(  # every code path, not the figures: 4 curve points, 6-step sampling
+        steps=8,
+        evals=4,
         eval_samples=8,
+        final_samples=12,
         grid_samples=2,
         device="cpu",
         align_ablation=("dit",),
-        overrides=dict(size="tiny", frames=8, num_videos=64, warmup_steps=2, batch_size=4),
+        seed_runs=("dit",),
+        overrides=dict(
+            size="tiny", frames=8, num_videos=64, warmup_steps=2, batch_size=4, sample_steps=6
+        ),
         evaluator=EvaluatorRecipe(frames=8, steps=30, heldout=64, batch_size=16),
     ),
     "cpu": PaperScale(  # under 60 min on 2 CPU cores, evaluator training included (README)
         steps=240,
-        evals=3,
+        evals=8,
         eval_samples=32,
+        final_samples=256,
         grid_samples=8,
         device="cpu",
         align_ablation=("dit",),
@@ -74,13 +93,18 @@ SCALES: dict[str, PaperScale] = {
     "gpu": PaperScale(
         steps=5000,
         evals=10,
-        eval_samples=512,
+        eval_samples=256,
+        final_samples=2048,
         grid_samples=8,
         device="cuda",
         align_ablation=("dit", "unet"),
+        seed_runs=("dit",),
         overrides=dict(batch_size=32, ema_decay=0.999),
     ),
 }
+# curve points: an unbiased kernel distance at small n; final points add the Fréchet distance
+CURVE_METRICS = ["kvd-md", "pa-md", "motion"]
+FINAL_METRICS = ["fvd-md", "kvd-md", "pa-md", "flicker", "motion"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,7 @@ class RunSpec:
     form: str
     method: str
     align: bool = True
+    seed: int = 0  # added to the baseline's seed
 
     @property
     def variant(self) -> str:
@@ -96,13 +121,23 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.backbone}-{self.form}-{self.variant}"
+        return f"{self.backbone}-{self.form}-{self.variant}" + (
+            f"-seed{self.seed}" if self.seed else ""
+        )
+
+    @property
+    def curve(self) -> bool:
+        """Scored at every snapshot (the matched pairs), else only at the end."""
+        return self.align and not self.seed
 
 
 def run_specs(scale: PaperScale) -> list[RunSpec]:
-    """Matched pairs first (both methods, both backbones), then the alignment ablation."""
+    """Matched pairs first (both methods, both backbones), then the alignment ablation, then
+    the pairs trained again with another seed."""
     specs = [RunSpec(b, f, m) for b, f in PAIRS for m in ("vanilla", "tpdiff")]
     specs += [RunSpec(b, f, "tpdiff", align=False) for b, f in PAIRS if b in scale.align_ablation]
+    specs += [RunSpec(b, f, m, seed=1) for b, f in PAIRS if b in scale.seed_runs
+              for m in ("vanilla", "tpdiff")]  # fmt: skip
     return specs
 
 
@@ -114,6 +149,7 @@ def run_config(spec: RunSpec, scale: PaperScale, runs: Path) -> Config:
         **scale.overrides,
         form=spec.form,
         align=spec.align,
+        seed=base.seed + spec.seed,
         steps=scale.steps,
         snapshot_every=every,
         ckpt_every=every,
@@ -123,37 +159,56 @@ def run_config(spec: RunSpec, scale: PaperScale, runs: Path) -> Config:
     )
 
 
-def evaluations(run: Path, curve: bool, renoise_off: bool) -> list[tuple[Path, bool]]:
-    """(snapshot, renoise) pairs to score for a trained run: every snapshot if `curve`,
-    else the last; plus the last without renoising if `renoise_off`."""
+@dataclass(frozen=True)
+class Evaluation:
+    """One score to make: a snapshot, with or without renoising, at n, with some metrics."""
+
+    snapshot: Path
+    renoise: bool
+    n: int
+    role: str  # "curve" (a point of the quality curve) or "final"
+    metrics: tuple[str, ...]
+
+
+def evaluations(run: Path, spec: RunSpec, scale: PaperScale) -> list[Evaluation]:
+    """What to score for a trained run: every snapshot at the curve n (matched pairs), the
+    last at the final n, and for TPDiff the last without renoising at the final n."""
     snaps = sorted((run / "snapshots").glob("step_*.pt"))
     if not snaps:
         raise FileNotFoundError(f"{run} has no snapshots/step_*.pt to score; train it first")
-    todo = [(snap, True) for snap in (snaps if curve else snaps[-1:])]
-    return todo + ([(snaps[-1], False)] if renoise_off else [])
+    curve, final = tuple(CURVE_METRICS), tuple(FINAL_METRICS)
+    todo = (
+        [Evaluation(s, True, scale.eval_samples, "curve", curve) for s in snaps]
+        if spec.curve
+        else []
+    )
+    todo.append(Evaluation(snaps[-1], True, scale.final_n, "final", final))
+    if spec.method == "tpdiff" and spec.align and not spec.seed:
+        todo.append(Evaluation(snaps[-1], False, scale.final_n, "final", final))
+    return todo
 
 
 def evaluate_run(
     run: Path,
     spec: RunSpec,
-    scale: PaperScale,
     evals_path: Path,
     options: MetricOptions,
-    todo: list[tuple[Path, bool]],
+    todo: list[Evaluation],
     bar: tqdm | None = None,
 ) -> None:
-    """Score each (snapshot, renoise) of `todo` with the run's own plan into `evals_path`;
-    a stored row is reused only when its identity matches (evaluate.score_or_reuse)."""
+    """Make each score of `todo` with the run's own plan into `evals_path`; a stored row is
+    reused only when its identity matches (evaluate.score_or_reuse)."""
     cfg = Config.from_dict(json.loads((run / "config.json").read_text())["config"])
-    real = functools.cache(lambda: reference_videos(cfg, scale.eval_samples))  # once per run
-    for snap, renoise in todo:
+    real = {n: functools.cache(lambda n=n: reference_videos(cfg, n)) for n in {e.n for e in todo}}
+    for e in todo:
         extra = dict(
             run=run.name, backbone=spec.backbone, form=spec.form, variant=spec.variant,
-            renoise=renoise,
+            seed=spec.seed, role=e.role, renoise=e.renoise,
         )  # fmt: skip
         score_or_reuse(
-            evals_path, run, snap.relative_to(run), scale.eval_samples, options, METRICS,
-            changes=dict(renoise=renoise), real=real, extra=extra, same=EVAL_KEY, progress=True,
+            evals_path, run, e.snapshot.relative_to(run), e.n, options, list(e.metrics),
+            changes=dict(renoise=e.renoise), real=real[e.n], extra=extra, same=EVAL_KEY,
+            progress=True,
         )  # fmt: skip
         if bar is not None:
             bar.update(1)
@@ -179,10 +234,23 @@ def job_identity(scale_name: str, scale: PaperScale, runs: Path, options: Metric
         scale=scale_name,
         code=code_revision(),
         runs={name: training_hash(cfg) for name, cfg in configs.items()},
-        metrics=metrics_key(METRICS, options, first),
-        n=scale.eval_samples,
+        metrics={role: metrics_key(names, options, first)
+                 for role, names in (("curve", CURVE_METRICS), ("final", FINAL_METRICS))},
+        curve_n=scale.eval_samples,
+        final_n=scale.final_n,
         grid_samples=scale.grid_samples,
-    )
+    )  # fmt: skip
+
+
+def score_references(out: Path, scale: PaperScale, specs: list[RunSpec], runs: Path,
+                     options: MetricOptions) -> None:  # fmt: skip
+    """references.csv: real vs real, noise vs real and chance agreement, for each data
+    config of the suite, at the curve n and at the final n."""
+    configs = {data_hash(c): c for c in (run_config(s, scale, runs) for s in specs)}
+    jobs = [(cfg, scale.eval_samples, CURVE_METRICS) for cfg in configs.values()]
+    jobs += [(cfg, scale.final_n, FINAL_METRICS) for cfg in configs.values()]
+    for cfg, n, names in tqdm(jobs, desc="references"):
+        reference_scores(out / "references.csv", cfg, n, options, names, progress=True)
 
 
 class Artifacts:
@@ -216,15 +284,13 @@ def paper(out: Path, scale_name: str, fresh: bool = False) -> dict:
     specs = run_specs(scale)
     for spec in tqdm(specs, desc="train"):
         train_main(run_config(spec, scale, runs))
-    plan = {
-        spec: evaluations(runs / spec.name, spec.align, spec.method == "tpdiff" and spec.align)
-        for spec in specs
-    }
+    score_references(out, scale, specs, runs, options)
+    plan = {spec: evaluations(runs / spec.name, spec, scale) for spec in specs}
     with tqdm(total=sum(map(len, plan.values())), desc="score", unit="eval") as bar:
         for spec, todo in plan.items():
-            evaluate_run(runs / spec.name, spec, scale, evals_path, options, todo, bar)
+            evaluate_run(runs / spec.name, spec, evals_path, options, todo, bar)
     artifacts = Artifacts(out)
-    for spec in tqdm(specs, desc="grids"):
+    for spec in tqdm([s for s in specs if not s.seed], desc="grids"):
         name = f"grids/{spec.name}.png"
         key = _final_key(runs / spec.name, n=scale.grid_samples)
         if not artifacts.current(name, key):

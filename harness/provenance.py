@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from harness.config import RESUMABLE_CHANGES, Config
+from harness.config import DATA_FIELDS, RESUMABLE_CHANGES, Config
 from harness.io import write_csv, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +66,11 @@ def code_revision(root: Path = ROOT) -> str:
 def training_hash(cfg: Config) -> str:
     """Hash of everything training depends on (the config minus BOOKKEEPING)."""
     return digest({k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING}, 10)
+
+
+def data_hash(cfg: Config) -> str:
+    """Hash of the fields that define cfg's videos (DATA_FIELDS)."""
+    return digest({k: getattr(cfg, k) for k in DATA_FIELDS}, 10)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
-"""Tables, plots, summary.json and report.md of a paper-suite folder, drawn from its files
-alone: `python -m harness.report DIR` redraws everything without retraining.
+"""Tables, plots, verdicts, summary.json and report.md of a paper-suite folder, drawn from
+its files alone: `python -m harness.report DIR` redraws everything without retraining.
 
-Reads `evals.csv` (quality per run, step and renoise setting, with the training FLOPs and
-compute time at that step), `cost_plans.csv` and `cost_stages.csv` (Table 1 and the
-per-stage costs), `renoise_strip.pt`, `grids/` and `job.json` (what produced the folder);
-the run folders are not needed, so committed results redraw on a fresh clone. With a
-committed reference folder given, the report sets this folder's figures beside its.
-Never imports the training code.
+Reads `evals.csv` (one row per score: run, backbone, variant, role `curve` or `final`,
+step, renoise, n, training FLOPs and compute time at that step, its identity and the metric
+columns with their bootstrap intervals), `references.csv` (real vs real, noise vs real and
+chance agreement at each n), `cost_plans.csv` and `cost_stages.csv`, `renoise_strip.pt`,
+`grids/` and `job.json` (what produced the folder). The run folders are not needed, so a
+results folder redraws on a fresh clone. Curves use the curve metric (KVD-md: unbiased at
+the small n of a curve point); final figures use FVD-md at the final n. The verdict rules
+are in `harness.verdicts`. With a committed reference folder given, the report sets this
+folder's figures beside its. Never imports the training code.
 """
 
 from __future__ import annotations
@@ -16,24 +19,16 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+from harness import verdicts
+from harness.io import write_csv, write_json, write_text
+from harness.plots import plot_quality, plot_renoise_strip
+from harness.verdicts import Curve, Estimate
 
-from harness.io import save_figure, write_csv, write_json, write_text  # noqa: E402
-
-STYLE = {  # method -> matplotlib style; colour, line and marker all differ
-    "vanilla": dict(color="#1f77b4", linestyle="-", marker="o", label="vanilla"),
-    "tpdiff": dict(color="#d62728", linestyle="--", marker="s", label="TPDiff"),
-    "tpdiff-noalign": dict(
-        color="#2ca02c", linestyle=":", marker="^", label="TPDiff, no alignment"
-    ),
-}
-# arXiv 2503.09566 (METHOD.md sec. 7), per backbone role, quoted beside ours
+# arXiv 2503.09566 (docs/method.md sec. 9), per backbone role, quoted beside ours
 PAPER = pd.DataFrame(
     [
         dict(backbone="dit", role="MiniFlux-vid (flow DiT)", inference_speedup=1.71,
@@ -45,159 +40,165 @@ PAPER = pd.DataFrame(
     ]
 )  # fmt: skip
 
+EVAL_COLUMNS = ("run", "backbone", "form", "variant", "role", "seed", "step", "renoise", "n",
+                "train_flops", "train_wall_s")  # fmt: skip
+FINAL = "FVD-md"  # the final-point quality metric (at a sound n)
+AGREEMENT = "PA-md-digit"
 
-CURVE_COLUMNS = ("run", "backbone", "form", "variant", "step", "renoise", "train_flops",
-                 "train_wall_s")  # fmt: skip
 
-
-def load_curves(out: Path) -> pd.DataFrame:
-    """evals.csv with training hours, sorted by backbone, variant, renoise and step."""
+def load_evals(out: Path) -> pd.DataFrame:
+    """evals.csv with training hours, sorted by backbone, variant, role, renoise and step."""
     evals = pd.read_csv(out / "evals.csv")
-    missing = [c for c in CURVE_COLUMNS if c not in evals]
+    missing = [c for c in EVAL_COLUMNS if c not in evals]
     if missing:
         raise ValueError(
             f"{out / 'evals.csv'} lacks the columns {missing} (written by an older harness); "
             "rerun the suite into a new folder (python -m harness.run --suite paper --out DIR)"
         )
     evals["train_hours"] = evals["train_wall_s"] / 3600
-    return evals.sort_values(["backbone", "variant", "renoise", "step"]).reset_index(drop=True)
+    order = ["backbone", "variant", "seed", "role", "renoise", "step"]
+    return evals.sort_values(order).reset_index(drop=True)
 
 
-def quality_column(frame: pd.DataFrame) -> str:
-    """The FVD column present: I3D when it was measured, else the embedded FVD-md."""
-    for col in ("FVD-I3D", "FVD-md"):
-        if col in frame:
-            return col
-    raise ValueError("evals.csv has no FVD column (FVD-I3D or FVD-md)")
+def curve_metric(curves: pd.DataFrame) -> str:
+    """KVD-md when the curve points have it (unbiased at small n), else FVD-md."""
+    return "KVD-md" if "KVD-md" in curves and curves["KVD-md"].notna().all() else FINAL
 
 
-def cost_to_reach(curve: pd.DataFrame, target: float, x: str) -> float | None:
-    """`x` (cumulative cost) at which `curve` (sorted by step) first reaches quality
-    <= target, linearly interpolated between evaluations; None if never."""
-    q, c = curve["quality"].to_numpy(), curve[x].to_numpy()
-    hits = np.flatnonzero(q <= target)
-    if not len(hits):
+def as_curve(rows: pd.DataFrame, metric: str, x: str) -> Curve:
+    rows = rows.sort_values(x)
+    q = rows[metric].to_numpy(float)
+    lo = rows[f"{metric}-lo"].to_numpy(float) if f"{metric}-lo" in rows else q
+    hi = rows[f"{metric}-hi"].to_numpy(float) if f"{metric}-hi" in rows else q
+    return Curve(rows[x].to_numpy(float), q, lo, hi)
+
+
+def estimate(row: pd.Series | None, metric: str) -> Estimate | None:
+    if row is None or metric not in row or pd.isna(row[metric]):
         return None
-    i = int(hits[0])
-    if i == 0:
-        return float(c[0])
-    frac = (q[i - 1] - target) / (q[i - 1] - q[i])
-    return float(c[i - 1] + frac * (c[i] - c[i - 1]))
+    lo = row.get(f"{metric}-lo", row[metric])
+    hi = row.get(f"{metric}-hi", row[metric])
+    return Estimate(float(row[metric]), float(lo), float(hi))
 
 
-def training_cost(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per backbone: TPDiff's cost to reach vanilla's final quality / vanilla's total cost,
-    in training FLOPs and in compute hours ("not reached" as NaN + reached=False)."""
+def pick(finals: pd.DataFrame, backbone: str, variant: str, renoise: bool = True,
+         seed: int = 0) -> pd.Series | None:  # fmt: skip
+    """The final score of one run (seed) and sampling setting, or None."""
+    hit = finals[(finals.backbone == backbone) & (finals.variant == variant)
+                 & (finals.renoise == renoise) & (finals.seed == seed)]  # fmt: skip
+    return hit.iloc[-1] if len(hit) else None
+
+
+def load_references(out: Path) -> dict[tuple[str, int], pd.Series]:
+    """(kind, n) -> the reference row (kind: real, noise, chance)."""
+    path = out / "references.csv"
+    if not path.is_file():
+        return {}
+    frame = pd.read_csv(path)
+    return {(r.kind, int(r.n)): r for _, r in frame.iterrows()}
+
+
+def seed_spread(finals: pd.DataFrame, backbone: str) -> float | None:
+    """Largest |final FVD-md(seed s) - final FVD-md(seed 0)| over the variants of `backbone`
+    trained again with another seed, or None when none was."""
+    gaps = []
+    for variant in ("vanilla", "tpdiff"):
+        base = pick(finals, backbone, variant)
+        for seed in sorted(set(finals.seed) - {0}):
+            other = pick(finals, backbone, variant, seed=seed)
+            if base is not None and other is not None:
+                gaps.append(abs(float(other[FINAL]) - float(base[FINAL])))
+    return max(gaps) if gaps else None
+
+
+def training_cost(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per backbone and cost axis: the time-to-target figures (harness.verdicts)."""
     rows = []
-    for (backbone, form), g in curves[curves.renoise].groupby(["backbone", "form"]):
+    for (backbone, form), g in curves.groupby(["backbone", "form"]):
         van, tp = g[g.variant == "vanilla"], g[g.variant == "tpdiff"]
-        if van.empty or tp.empty:
+        if len(van) < 3 or len(tp) < 3:
             continue
-        target = float(van.quality.iloc[-1])
-        row = dict(backbone=backbone, form=form, vanilla_final_quality=target)
         for x in ("train_flops", "train_hours"):
-            reach = cost_to_reach(tp, target, x)
-            row[f"tpdiff_{x}_to_reach"] = reach
-            row[f"vanilla_{x}"] = float(van[x].iloc[-1])
-            row[f"{x}_ratio"] = reach / row[f"vanilla_{x}"] if reach is not None else None
-        row["reached"] = row["train_flops_ratio"] is not None
-        row["tpdiff_final_quality"] = float(tp.quality.iloc[-1])
-        rows.append(row)
+            t = verdicts.time_to_target(as_curve(van, metric, x), as_curve(tp, metric, x))
+            rows.append(dict(backbone=backbone, form=form, axis=x, metric=metric,
+                             vanilla_budget=float(van[x].max()),
+                             tpdiff_budget=float(tp[x].max()), **t))  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _unit(values: np.ndarray, units: list[tuple[float, str]]) -> tuple[float, str]:
-    top = float(np.nanmax(values)) if len(values) else 1.0
-    for scale, name in units:
-        if top >= scale:
-            return scale, name
-    return units[-1]
+def _noise(row: pd.Series | None, refs: dict, name: str) -> str | None:
+    if row is None:
+        return f"{name} has no final score"
+    n = int(row["n"])
+    noise, chance = refs.get(("noise", n)), refs.get(("chance", n))
+    if noise is None or chance is None:
+        return f"no noise / chance reference at n = {n} to judge {name} against"
+    return verdicts.noise_level(float(row[FINAL]), float(noise[FINAL]),
+                                float(row[AGREEMENT]), float(chance[AGREEMENT]), name)  # fmt: skip
 
 
-def plot_quality(curves: pd.DataFrame, x: str, path: Path, quality: str) -> None:
-    """Quality vs cumulative training cost, a panel per backbone/form, a line per variant."""
-    pairs = sorted(curves[["backbone", "form"]].drop_duplicates().itertuples(index=False))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4), squeeze=False)
-    if x == "train_flops":
-        scale, unit = _unit(
-            curves[x].to_numpy(), [(1e15, "PFLOPs"), (1e12, "TFLOPs"), (1, "GFLOPs")]
-        )
-        scale = scale if unit != "GFLOPs" else 1e9
-        xlabel = f"cumulative training compute ({unit}; fvcore, attention incl., fwd+bwd = 3x fwd)"
-    else:
-        scale, unit = _unit(curves[x].to_numpy(), [(1.0, "hours"), (0.0, "minutes")])
-        scale = 1.0 if unit == "hours" else 1 / 60
-        xlabel = f"training wall-clock ({unit}; compute only, data loading excluded)"
-    for ax, (backbone, form) in zip(axes[0], pairs):
-        g = curves[(curves.backbone == backbone) & (curves.form == form) & curves.renoise]
-        for variant, style in STYLE.items():
-            v = g[g.variant == variant]
-            if not v.empty:
-                ax.plot(v[x] / scale, v.quality, markersize=6, linewidth=2, **style)
-        ax.set_title(f"{backbone} + {form}")
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel(f"{quality} (lower is better)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"Quality vs training cost (Fig. 5 analogue; {quality})")
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def plot_renoise_strip(strip: dict, path: Path) -> None:
-    """Rows: each prompt with and without renoising; columns: frames."""
-    rows = []
-    for i, caption in enumerate(strip["captions"]):
-        for key, label in (("renoise", "renoise on"), ("no_renoise", "renoise off")):
-            rows.append((f"{caption}\n{label}", strip[key][i]))
-    frames = rows[0][1].shape[1]
-    fig, axes = plt.subplots(len(rows), frames, figsize=(0.8 * frames + 1.6, 0.95 * len(rows)))
-    for r, (label, video) in enumerate(rows):
-        for f in range(frames):
-            ax = axes[r, f]
-            img = ((video[:, f].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if f == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-            if r == 0:
-                ax.set_title(f"frame {f}", fontsize=7)
-    fig.suptitle("Renoising on vs off (Fig. 6 analogue): same prompts, same seeds", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _final(curves: pd.DataFrame) -> pd.DataFrame:
-    last = curves.groupby("run").step.transform("max")
-    return curves[curves.step == last]
-
-
-def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
-    return frame.to_markdown(index=False, floatfmt=floatfmt) if not frame.empty else "(none)"
+def judge(curves, finals, refs, plans, metric) -> list[dict]:
+    """One verdict per claim of the paper and backbone (harness.verdicts)."""
+    out = []
+    for plan in plans.to_dict("records"):
+        b = plan["backbone"]
+        van, tp = pick(finals, b, "vanilla"), pick(finals, b, "tpdiff")
+        noise_van, noise_tp = _noise(van, refs, f"{b} vanilla"), _noise(tp, refs, f"{b} TPDiff")
+        out.append(verdicts.inference(b, float(plan["inference_speedup"]), noise_tp))
+        g = curves[curves.backbone == b]
+        v_rows, t_rows = g[g.variant == "vanilla"], g[g.variant == "tpdiff"]
+        if len(v_rows) >= 3 and len(t_rows) >= 3:
+            out.append(verdicts.training(b, as_curve(v_rows, metric, "train_flops"),
+                                         as_curve(t_rows, metric, "train_flops"),
+                                         [noise_van, noise_tp]))  # fmt: skip
+        else:
+            out.append(verdicts.Verdict("training", b, "inconclusive", {},
+                                        "fewer than 3 curve points per run"))  # fmt: skip
+        noalign = pick(finals, b, "tpdiff-noalign")
+        out.append(verdicts.alignment(
+            b, estimate(tp, FINAL), estimate(noalign, FINAL), seed_spread(finals, b),
+            [noise_tp, _noise(noalign, refs, f"{b} TPDiff without alignment")
+             if noalign is not None else None]))  # fmt: skip
+        off = pick(finals, b, "tpdiff", renoise=False)
+        on_est, off_est = estimate(tp, "motion-gap"), estimate(off, "motion-gap")
+        if on_est is None or off_est is None:
+            missing = "no motion-gap scores with and without renoising"
+            out.append(verdicts.Verdict("renoise", b, "inconclusive", {}, missing))
+        else:
+            out.append(verdicts.renoise(b, on_est, off_est, [noise_tp]))
+    return [_plain_dict(v.row() | {"claim_text": verdicts.CLAIMS[v.claim]}) for v in out]
 
 
 def build(out: str | Path, reference: str | Path | None = None) -> dict:
     """Write every table, plot, summary.json and report.md of `out`; returns the summary.
     `reference`: a committed results folder whose summary.json is set beside this one's."""
     out = Path(out)
-    curves = load_curves(out)
-    quality = quality_column(curves)
-    curves["quality"] = curves[quality]
+    evals = load_evals(out)
+    curves = evals[(evals.role == "curve") & evals.renoise & (evals.seed == 0)]
+    finals = evals[evals.role == "final"]
+    metric = curve_metric(curves)
+    refs = load_references(out)
     write_csv(out / "curves.csv", curves)
-    plot_quality(curves, "train_flops", out / "fig5_quality_vs_flops.png", quality)
-    plot_quality(curves, "train_hours", out / "fig5_quality_vs_time.png", quality)
-    costs = training_cost(curves)
+    costs = training_cost(curves, metric)
     write_csv(out / "training_cost.csv", costs)
+    flops = costs[costs.axis == "train_flops"] if len(costs) else costs
+    targets = {r.backbone: r.target for r in flops.itertuples()} if len(flops) else {}
+    plot_quality(curves, "train_flops", out / "fig5_quality_vs_flops.png", metric, targets)
+    plot_quality(curves, "train_hours", out / "fig5_quality_vs_time.png", metric, targets)
 
-    final = _final(curves)
-    agreement = "CLIPSIM" if "CLIPSIM" in final else "PA-md"
-    on = final[final.renoise & final.variant.str.startswith("tpdiff")]
-    align = on[["backbone", "form", "variant", quality, agreement]].assign(
+    agreement = "CLIPSIM" if "CLIPSIM" in finals else AGREEMENT
+    main = finals[(finals.seed == 0) & finals.renoise]
+    keep = [c for c in ("backbone", "form", "variant", "n", FINAL, f"{FINAL}-lo", f"{FINAL}-hi",
+                        agreement) if c in main]  # fmt: skip
+    align = main[main.variant.str.startswith("tpdiff")][keep].assign(
         alignment=lambda d: np.where(d.variant == "tpdiff", "on", "off")
     )
     write_csv(out / "table3_alignment.csv", align)
-    tp = final[final.variant == "tpdiff"]
-    renoise = tp[["backbone", "form", "renoise", "flicker", "flicker-real", quality, agreement]]
+    tp = finals[(finals.variant == "tpdiff") & (finals.seed == 0)]
+    renoise_cols = [c for c in ("backbone", "form", "renoise", "n", "motion-gap", "motion-gap-lo",
+                                "motion-gap-hi", "stutter", "stutter-real", "flicker",
+                                "flicker-real", FINAL, agreement) if c in tp]  # fmt: skip
+    renoise = tp[renoise_cols]
     write_csv(out / "fig6_renoise.csv", renoise)
     if (out / "renoise_strip.pt").exists():
         strip = torch.load(out / "renoise_strip.pt", weights_only=False)
@@ -210,42 +211,82 @@ def build(out: str | Path, reference: str | Path | None = None) -> dict:
          "flop_ratio_bound", "measured_over_bound"]
     ]  # fmt: skip
     write_csv(out / "table1_latency.csv", table1)
+    found = judge(curves, finals, refs, plans, metric)
+    write_csv(out / "verdicts.csv", pd.DataFrame(found).drop(columns=["numbers"]))
 
     job = json.loads((out / "job.json").read_text()) if (out / "job.json").is_file() else {}
+    summary = _summary(job, metric, agreement, plans, costs, finals, refs, found)
+    write_json(out / "summary.json", summary)
+    beside = compare_with_reference(summary, Path(reference)) if reference else []
+    write_text(out / "report.md", _report_md(out, metric, agreement, table1, stages, costs,
+                                             align, renoise, summary, beside))  # fmt: skip
+    return summary
+
+
+def _summary(job, metric, agreement, plans, costs, finals, refs, found) -> dict:
+    n_final = int(finals.n.max()) if len(finals) else None
+    n_curve = job.get("curve_n")
     summary: dict = {
         "suite": job.get("suite"),
         "scale": job.get("scale"),
         "code": job.get("code"),
-        "n": job.get("n"),
-        "quality_metric": quality,
+        "n": n_final,
+        "n_curve": n_curve,
+        "curve_metric": metric,
+        "quality_metric": FINAL,
         "agreement_metric": agreement,
-        "backbones": {},
     }
+    for kind in ("real", "noise"):
+        row = refs.get((kind, n_final))
+        for col in (FINAL, f"{FINAL}-lo", f"{FINAL}-hi"):
+            summary[f"{kind}_{col}"] = float(row[col]) if row is not None else None
+        curve_row = refs.get((kind, n_curve)) if n_curve else None
+        if curve_row is not None and "KVD-md" in curve_row:
+            summary[f"{kind}_KVD-md_at_n_curve"] = float(curve_row["KVD-md"])
+    chance = refs.get(("chance", n_final))
+    summary[f"chance_{AGREEMENT}"] = float(chance[AGREEMENT]) if chance is not None else None
+    summary["verdicts"] = found
+    summary["backbones"] = {}
     for p in plans.to_dict("records"):
         b = p["backbone"]
         entry = {k: p[k] for k in ("form", "inference_speedup", "flop_ratio_bound",
                                    "measured_over_bound", "training_step_cost_ratio",
                                    "training_step_flop_ratio")}  # fmt: skip
-        c = costs[costs.backbone == b]
-        if not c.empty:
-            for key, col in (("training_cost_ratio", "train_flops_ratio"),
-                             ("training_time_ratio", "train_hours_ratio")):  # fmt: skip
-                value = c[col].iloc[0]
-                entry[key] = "not reached" if pd.isna(value) else float(value)
+        for axis, key in (("train_flops", "training_cost_ratio"),
+                          ("train_hours", "training_time_ratio")):  # fmt: skip
+            c = costs[(costs.backbone == b) & (costs.axis == axis)] if len(costs) else costs
+            if len(c):
+                ratio = c["ratio"].iloc[0]
+                entry[key] = "not reached" if ratio is None or pd.isna(ratio) else float(ratio)
+                entry[f"{key}_lo"], entry[f"{key}_hi"] = (
+                    c["ratio_lo"].iloc[0],
+                    c["ratio_hi"].iloc[0],
+                )
         for variant in ("vanilla", "tpdiff", "tpdiff-noalign"):
-            v = final[(final.backbone == b) & (final.variant == variant) & final.renoise]
-            if not v.empty:
-                entry[f"{variant}_final_{quality}"] = float(v[quality].iloc[0])
-        r = tp[(tp.backbone == b) & ~tp.renoise]
-        if not r.empty:
-            entry[f"no_renoise_final_{quality}"] = float(r[quality].iloc[0])
-            entry["no_renoise_flicker"] = float(r.flicker.iloc[0])
+            row = pick(finals, b, variant)
+            if row is None:
+                continue
+            for col in (FINAL, f"{FINAL}-lo", f"{FINAL}-hi", "KVD-md", AGREEMENT, "motion-gap"):
+                if col in row and pd.notna(row[col]):
+                    entry[f"{variant}_final_{col}"] = float(row[col])
+        off = pick(finals, b, "tpdiff", renoise=False)
+        if off is not None:
+            for col in (FINAL, "motion-gap", "motion-gap-lo", "motion-gap-hi", "flicker"):
+                if col in off and pd.notna(off[col]):
+                    entry[f"no_renoise_final_{col}"] = float(off[col])
+        entry["seed_spread_FVD-md"] = seed_spread(finals, b)
         summary["backbones"][b] = {k: _plain(v) for k, v in entry.items()}
-    write_json(out / "summary.json", summary)
-    beside = compare_with_reference(summary, Path(reference)) if reference else []
-    write_text(out / "report.md", _report_md(out, quality, agreement, table1, stages, costs,
-                                             align, renoise, summary, beside))  # fmt: skip
     return summary
+
+
+def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
+    return frame.to_markdown(index=False, floatfmt=floatfmt) if not frame.empty else "(none)"
+
+
+def _plain_dict(d):
+    if isinstance(d, dict):
+        return {k: _plain_dict(v) for k, v in d.items()}
+    return _plain(d)
 
 
 def compare_with_reference(summary: dict, reference: Path) -> list[str]:
@@ -280,23 +321,60 @@ def compare_with_reference(summary: dict, reference: Path) -> list[str]:
 
 
 def _plain(v):
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        v = v.item()
     if isinstance(v, float) and np.isnan(v):
         return None
     return v
 
 
-def _report_md(out, quality, agreement, table1, stages, costs, align, renoise, summary,
+def verdict_table(found: list[dict]) -> pd.DataFrame:
+    rows = [dict(claim=v["claim_text"], backbone=v["backbone"], verdict=f"**{v['verdict']}**",
+                 rule=v["rule"]) for v in found]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _references_md(summary: dict) -> list[str]:
+    n, nc = summary.get("n"), summary.get("n_curve")
+    fmt = lambda k: "n/a" if summary.get(k) is None else f"{summary[k]:.4g}"  # noqa: E731
+    return [
+        f"At the final n = {n}: FVD-md of real vs real (disjoint seeds) {fmt('real_FVD-md')} "
+        f"[{fmt('real_FVD-md-lo')}, {fmt('real_FVD-md-hi')}], of uniform noise vs real "
+        f"{fmt('noise_FVD-md')}; chance PA-md-digit {fmt('chance_PA-md-digit')}. "
+        f"At the curve n = {nc}: KVD-md real vs real {fmt('real_KVD-md_at_n_curve')}, noise "
+        f"vs real {fmt('noise_KVD-md_at_n_curve')}. A run is at noise level (and shows "
+        f"nothing) when its final FVD-md is above {verdicts.NOISE_SHARE:g} x the noise "
+        f"figure or its PA-md-digit is within {verdicts.CHANCE_MARGIN} of chance.",
+        "",
+    ]
+
+
+def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, summary,
                beside) -> str:  # fmt: skip
     grids = sorted((out / "grids").glob("*.png")) if (out / "grids").is_dir() else []
+    cost_cols = [c for c in ("backbone", "axis", "metric", "target", "vanilla_to_target",
+                             "tpdiff_to_target", "tpdiff_to_target_lo", "tpdiff_to_target_hi",
+                             "ratio", "ratio_lo", "ratio_hi", "overlap", "vanilla_budget",
+                             "tpdiff_budget") if c in costs]  # fmt: skip
     lines = [
         "# TPDiff vs vanilla: paper-suite report",
         "",
-        f"Quality: **{quality}** (lower is better); prompt agreement: **{agreement}** "
-        "(higher is better). `-md` metrics use the harness's own moving-digits evaluator and "
-        "are not comparable with published FVD / CLIPSIM. FLOPs: 2 x fvcore MACs, attention "
-        "included, training = 3 x forward. Files: `curves.csv`, `evals.csv`, `runs/*/log.jsonl`.",
+        f"Scale `{summary.get('scale')}`, code `{summary.get('code')}`.",
+        "",
+        "## Verdicts",
+        "",
+        "Each claim of the paper, per backbone, decided by the fixed rules of "
+        "`harness/verdicts.py` (numbers in `summary.json` under `verdicts`).",
+        "",
+        _md(verdict_table(summary["verdicts"])),
+        "",
+        *_references_md(summary),
+        f"Curves: **{metric}** at the curve n (lower is better; an unbiased kernel distance "
+        f"when it is KVD-md). Final points: **{FINAL}** at the final n, with 90 % bootstrap "
+        f"intervals (`-lo`, `-hi`); prompt agreement **{agreement}** (higher is better). `-md` "
+        "metrics use the harness's own moving-digits evaluator and are not comparable with "
+        "published FVD / CLIPSIM. FLOPs: 2 x fvcore MACs, attention included, training = 3 x "
+        "forward. Files: `evals.csv`, `references.csv`, `curves.csv`, `verdicts.csv`.",
         "",
         "## Table 1 analogue: sampling latency at 30 steps (batch 1)",
         "",
@@ -312,19 +390,25 @@ def _report_md(out, quality, agreement, table1, stages, costs, align, renoise, s
         "",
         "![quality vs time](fig5_quality_vs_time.png)",
         "",
-        "Training cost ratio = TPDiff's cost to reach vanilla's final quality / vanilla's "
-        "total cost (`training_cost.csv`; empty = not reached). Paper: 1/2.13 = 0.47 "
-        "(flow DiT) and 1/2 (DDIM UNet) in GPU hours.",
+        "Time to target, AlgoPerf style (`training_cost.csv`): the target is the median of "
+        "vanilla's last 3 curve points; each run's cost to reach it is interpolated on its "
+        "curve, TPDiff's interval from the bootstrap bands; ratio = TPDiff's / vanilla's. "
+        "Paper: 1/2.13 = 0.47 (flow DiT) and 1/2 (DDIM UNet) in GPU hours.",
         "",
-        _md(costs),
+        _md(costs[cost_cols] if len(costs) else costs, ".4g"),
         "",
         "## Table 3 analogue: data-noise alignment",
         "",
-        _md(align),
+        _md(align, ".4g"),
         "",
         "## Figure 6 analogue: renoising",
         "",
-        _md(renoise),
+        "`motion-gap`: how far the distribution of frame-to-frame change departs from real "
+        "motion (lower is better; repeated or frozen frames and flicker both raise it). "
+        "`flicker` (second temporal difference) is kept for reference: it is lowest for "
+        "frozen video, so it is not the renoising metric.",
+        "",
+        _md(renoise, ".4g"),
         "",
         "![renoise strip](fig6_renoise_strip.png)",
         "",

@@ -139,19 +139,19 @@ def test_prompt_agreement_of_real_videos_beats_mismatched_captions(evaluator):
 def test_registry_columns_name_the_embedded_feature_space(evaluator, cache_root):
     fake, real = (VideoSet(v, tuple(c)) for v, c in (_real(48, 404), _real(48, 505)))
     options = MetricOptions(cache=str(cache_root), evaluator=TINY)
-    assert default_metrics(options) == ["fvd-md", "pa-md", "flicker"]
+    assert default_metrics(options) == ["fvd-md", "kvd-md", "pa-md", "flicker", "motion"]
     with pytest.warns(UserWarning, match="rank-deficient"):  # 48 videos, 96-d features
         row = compute_metrics(fake, real, options=options)
     assert list(row) == [
-        "FVD-md",
-        "evaluator",
-        "PA-md",
-        "PA-md-digit",
-        "PA-md-dir",
-        "PA-md-real",
-        "flicker",
-        "flicker-real",
-    ]
+        "FVD-md", "FVD-md-lo", "FVD-md-hi", "evaluator",
+        "KVD-md", "KVD-md-lo", "KVD-md-hi",
+        "PA-md", "PA-md-digit", "PA-md-dir", "PA-md-real",
+        "flicker", "flicker-real",
+        "motion-gap", "motion-gap-lo", "motion-gap-hi", "stutter", "stutter-real",
+    ]  # fmt: skip
+    for name in ("FVD-md", "KVD-md", "motion-gap"):
+        assert row[f"{name}-lo"] <= row[name] <= row[f"{name}-hi"], name
+    assert abs(row["KVD-md"]) < row["KVD-md-hi"] - row["KVD-md-lo"]  # real vs real: about 0
     assert row["evaluator"] == TINY.key() and row["FVD-md"] > 0 and row["PA-md-real"] > 0
     with pytest.raises(ValueError, match="unknown metrics"):
         compute_metrics(fake, real, ["fid"], options)

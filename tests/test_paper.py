@@ -44,21 +44,42 @@ def test_smoke_suite_writes_every_table_and_plot(smoke):
     evals = pd.read_csv(out / "evals.csv")
     runs = [s.name for s in paper.run_specs(paper.SCALES["smoke"])]
     scale = paper.SCALES["smoke"]
-    # curves for the matched runs, the last step of the ablation run, renoise-off per pair
-    assert len(evals) == 4 * scale.evals + 1 + 2
-    assert not evals.duplicated(["run", "step", "renoise"]).any()
+    # curve points of the matched runs; final points of every run (the ablation and the
+    # seed runs included); renoise off at the end of each aligned TPDiff run
+    curve, final = evals[evals.role == "curve"], evals[evals.role == "final"]
+    assert len(curve) == 4 * scale.evals and set(curve.n) == {scale.eval_samples}
+    assert len(final) == len(runs) + 2 and set(final.n) == {scale.final_n}
+    assert not evals.duplicated(["run", "step", "renoise", "n"]).any()
+    for col in ("KVD-md-lo", "KVD-md-hi", "motion-gap", "motion-gap-lo"):
+        assert evals[col].notna().all(), col
+    assert (
+        final["FVD-md-lo"].le(final["FVD-md"]).all()
+        and final["FVD-md"].le(final["FVD-md-hi"]).all()
+    )
+    refs = pd.read_csv(out / "references.csv")
+    assert sorted(zip(refs.kind, refs.n)) == sorted(
+        (k, n) for k in ("chance", "noise", "real") for n in (scale.eval_samples, scale.final_n)
+    )
+    assert summary["real_FVD-md"] < summary["noise_FVD-md"]
+    claims = {(v["claim"], v["backbone"]) for v in summary["verdicts"]}
+    assert claims == {(c, b) for c in ("inference", "training", "alignment", "renoise")
+                      for b in ("dit", "unet")}  # fmt: skip
+    # tiny models trained 8 steps are at noise level: nothing may be called reproduced
+    assert all(v["verdict"] != "reproduced" for v in summary["verdicts"]), summary["verdicts"]
     # every row knows what produced it, and carries its training cost for the report
     for col in ("identity", "config_hash", "checkpoint", "sampling", "metrics_key", "n", "git",
-                "train_flops", "train_wall_s", "backbone", "variant"):  # fmt: skip
+                "train_flops", "train_wall_s", "backbone", "variant", "role", "seed"):  # fmt: skip
         assert evals[col].notna().all(), col
     assert not evals.identity.duplicated().any()
     job = json.loads((out / "job.json").read_text())
     assert job["scale"] == "smoke" and set(job["runs"]) == set(runs)
     files = ["fig5_quality_vs_flops.png", "fig5_quality_vs_time.png", "fig6_renoise_strip.png",
-             "report.md", "cost_stages.csv", "table1_latency.csv"]  # fmt: skip
+             "report.md", "cost_stages.csv", "table1_latency.csv", "verdicts.csv"]  # fmt: skip
     for name in files:
         assert (out / name).stat().st_size > 0
-    assert sorted(p.stem for p in (out / "grids").glob("*.png")) == sorted(runs)
+    assert sorted(p.stem for p in (out / "grids").glob("*.png")) == sorted(
+        r for r in runs if "-seed" not in r
+    )
 
 
 def test_rerun_resumes_without_recomputing(smoke, monkeypatch):
@@ -119,7 +140,7 @@ def test_another_code_revision_is_refused(smoke, tmp_path, monkeypatch):
 def test_a_score_of_other_weights_is_redone_and_the_old_row_kept_apart(smoke, tmp_path,
                                                                        monkeypatch):  # fmt: skip
     out = _copy(smoke, tmp_path)
-    snap = out / "runs" / "dit-flow-vanilla" / "snapshots" / "step_000002.pt"
+    snap = out / "runs" / "dit-flow-vanilla" / "snapshots" / "step_000002.pt"  # a curve point
     state = torch.load(snap, weights_only=False)
     name = next(iter(state["model"]))
     state["model"][name] = state["model"][name] + 1e-3  # weights this folder never scored
@@ -128,7 +149,7 @@ def test_a_score_of_other_weights_is_redone_and_the_old_row_kept_apart(smoke, tm
 
     def fake(run, n, options, names, checkpoint, changes, real, progress=False):
         calls.append((run.name, str(checkpoint)))
-        return {"FVD-md": 123.0, "PA-md": 0.0, "flicker": 0.0}
+        return {"KVD-md": 123.0, "KVD-md-lo": 122.0, "KVD-md-hi": 124.0, "PA-md-digit": 0.0}
 
     monkeypatch.setattr(evaluate, "score_checkpoint", fake)
     monkeypatch.setenv("TPDIFF_CACHE", str(smoke[0] / "cache"))
@@ -136,6 +157,6 @@ def test_a_score_of_other_weights_is_redone_and_the_old_row_kept_apart(smoke, tm
     assert calls == [("dit-flow-vanilla", "snapshots/step_000002.pt")]
     evals = pd.read_csv(out / "evals.csv")
     row = evals[(evals.run == "dit-flow-vanilla") & (evals.step == 2)]
-    assert len(row) == 1 and row["FVD-md"].iloc[0] == 123.0
+    assert len(row) == 1 and row["KVD-md"].iloc[0] == 123.0
     stale = pd.read_csv(out / "evals-superseded.csv")
     assert list(stale.run) == ["dit-flow-vanilla"] and list(stale.step) == [2]

@@ -3,38 +3,47 @@
 `METRICS[name](fake, real, ctx) -> {column: value}` for a generated `VideoSet` and a real
 reference `VideoSet`:
 
-| name      | columns                                  | needs                              |
-|-----------|------------------------------------------|------------------------------------|
-| `fvd-i3d` | `FVD-I3D` (or `FVD-I3D-<recipe>`)        | the Kinetics-400 I3D (`--i3d`)     |
-| `fvd-md`  | `FVD-md`, `evaluator`                    | the embedded evaluator (trains once)|
-| `clipsim` | `CLIPSIM` (0-100)                        | a local CLIP folder (`--clip`)     |
-| `pa-md`   | `PA-md`, `PA-md-digit`, `PA-md-dir`,     | the embedded evaluator             |
-|           | `PA-md-real` (same, on real videos)      |                                    |
-| `flicker` | `flicker`, `flicker-real`                | nothing                            |
+| name      | columns                                          | needs                        |
+|-----------|--------------------------------------------------|------------------------------|
+| `fvd-i3d` | `FVD-I3D` (or `FVD-I3D-<recipe>`)                | the Kinetics-400 I3D (`--i3d`)|
+| `fvd-md`  | `FVD-md`, `FVD-md-lo`, `FVD-md-hi`, `evaluator`  | the embedded evaluator       |
+| `kvd-md`  | `KVD-md`, `KVD-md-lo`, `KVD-md-hi`               | the embedded evaluator       |
+| `clipsim` | `CLIPSIM` (0-100)                                | a local CLIP folder (`--clip`)|
+| `pa-md`   | `PA-md`, `PA-md-digit`, `PA-md-dir`, `PA-md-real`| the embedded evaluator       |
+| `flicker` | `flicker`, `flicker-real`                        | nothing                      |
+| `motion`  | `motion-gap`, `-lo`, `-hi`, `stutter`, `stutter-real` | nothing                 |
 
-Defaults (`default_metrics`): I3D FVD when an I3D file is configured, else FVD-md; CLIPSIM
-when a CLIP folder is configured, else PA-md; always flicker. FVD-md and PA-md are measured
-by our own moving-digits classifier and are never comparable with published FVD / CLIPSIM.
+`-lo` / `-hi` are the 90 % bootstrap interval (both sets resampled, `MetricOptions.bootstrap`
+draws). Defaults (`default_metrics`): I3D FVD when an I3D file is configured, else FVD-md
+and KVD-md; CLIPSIM when a CLIP folder is configured, else PA-md; flicker and motion.
+FVD-md, KVD-md and PA-md are measured by our own moving-digits classifier and are never
+comparable with published FVD / CLIPSIM. The evaluator's outputs for each set are computed
+once per `compute_metrics` call and shared by every metric that needs them.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+import torch
 from torch import Tensor
 
 from harness.metrics.agreement import parse_caption, prompt_agreement
+from harness.metrics.bootstrap import bootstrap_interval
 from harness.metrics.clipsim import ClipSim
-from harness.metrics.evaluator import EvaluatorRecipe, load_evaluator
+from harness.metrics.evaluator import EvaluatorRecipe, Outputs, load_evaluator, predict
 from harness.metrics.flicker import flicker
-from harness.metrics.frechet import frechet_distance, gaussian_stats
+from harness.metrics.frechet import frechet_distance, frechet_distance_of_features, gaussian_stats
 from harness.metrics.fvd import fvd
 from harness.metrics.i3d import DEFAULT_PATH as I3D_DEFAULT_PATH
 from harness.metrics.i3d import ENV_VAR as I3D_ENV_VAR
 from harness.metrics.i3d import I3D_RECIPES, I3DFeatures
+from harness.metrics.kernel import kernel_distance
+from harness.metrics.motion import frame_changes, motion_gap, stutter
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class MetricOptions:
     cache: str = ""  # evaluator cache root; "" -> $TPDIFF_CACHE, else ~/.cache/tpdiff-harness
     evaluator: EvaluatorRecipe | None = None  # None: default recipe at the videos' shape
     device: str = "cpu"
+    bootstrap: int = 200  # resamples behind every -lo / -hi interval
 
     def i3d_configured(self) -> bool:
         return bool(
@@ -99,13 +109,43 @@ class MetricContext:
             raise ValueError("CLIPSIM needs a local CLIP folder: pass --clip PATH")
         return ClipSim(self.options.clip, self.options.device)
 
+    def outputs(self, videos: VideoSet) -> Outputs:
+        """The evaluator's outputs for one of the two sets, computed once per set."""
+        key = id(videos)
+        if key not in self._outputs:
+            self._outputs[key] = self.evaluator.outputs(videos.videos)
+        return self._outputs[key]
+
+    def interval(self, statistic, real, fake) -> tuple[float, float]:
+        return bootstrap_interval(statistic, real, fake, draws=self.options.bootstrap)
+
+    def __post_init__(self):
+        self._outputs: dict[int, Outputs] = {}
+
 
 Metric = Callable[[VideoSet, VideoSet, MetricContext], dict]
 
 
+def _md_features(fake: VideoSet, real: VideoSet, ctx: MetricContext):
+    return ctx.outputs(real).features.double().numpy(), ctx.outputs(fake).features.double().numpy()
+
+
 def _fvd_md(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
-    result = fvd(ctx.evaluator, real.videos, fake.videos, name="FVD-md")
-    return {"FVD-md": result.value, "evaluator": ctx.evaluator.recipe.key()}
+    r, f = _md_features(fake, real, ctx)
+    value = frechet_distance(gaussian_stats(r, "FVD-md real features"),
+                             gaussian_stats(f, "FVD-md generated features"))  # fmt: skip
+    with warnings.catch_warnings():  # the resamples repeat the n <= d warning, if any
+        warnings.simplefilter("ignore", UserWarning)
+        lo, hi = ctx.interval(frechet_distance_of_features, r, f)
+    return {"FVD-md": value, "FVD-md-lo": lo, "FVD-md-hi": hi,
+            "evaluator": ctx.evaluator.recipe.key()}  # fmt: skip
+
+
+def _kvd_md(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
+    r, f = (ctx.evaluator.standardize(torch.from_numpy(x)).numpy()
+            for x in _md_features(fake, real, ctx))  # fmt: skip
+    lo, hi = ctx.interval(kernel_distance, r, f)
+    return {"KVD-md": kernel_distance(r, f), "KVD-md-lo": lo, "KVD-md-hi": hi}
 
 
 def _fvd_i3d(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
@@ -118,8 +158,8 @@ def _clipsim(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
 
 
 def _pa_md(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
-    acc = ctx.evaluator.agreement(fake.videos, list(fake.captions))
-    ceiling = ctx.evaluator.agreement(real.videos, list(real.captions))  # the evaluator's own
+    acc = prompt_agreement(*predict(ctx.outputs(fake)), list(fake.captions))
+    ceiling = prompt_agreement(*predict(ctx.outputs(real)), list(real.captions))  # ceiling
     return {
         "PA-md": acc.both,
         "PA-md-digit": acc.digit,
@@ -132,22 +172,32 @@ def _flicker(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
     return {"flicker": flicker(fake.videos), "flicker-real": flicker(real.videos)}
 
 
+def _motion(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
+    r, f = frame_changes(real.videos), frame_changes(fake.videos)
+    lo, hi = ctx.interval(motion_gap, r, f)
+    return {"motion-gap": motion_gap(r, f), "motion-gap-lo": lo, "motion-gap-hi": hi,
+            "stutter": stutter(f, r), "stutter-real": stutter(r, r)}  # fmt: skip
+
+
 METRICS: dict[str, Metric] = {
     "fvd-i3d": _fvd_i3d,
     "fvd-md": _fvd_md,
+    "kvd-md": _kvd_md,
     "clipsim": _clipsim,
     "pa-md": _pa_md,
     "flicker": _flicker,
+    "motion": _motion,
 }
 
 
 def default_metrics(options: MetricOptions) -> list[str]:
-    """I3D FVD if an I3D file is configured else FVD-md; CLIPSIM if a CLIP folder is
-    configured else PA-md; flicker."""
+    """I3D FVD if an I3D file is configured else FVD-md and KVD-md; CLIPSIM if a CLIP folder
+    is configured else PA-md; flicker and motion."""
     return [
-        "fvd-i3d" if options.i3d_configured() else "fvd-md",
+        *(["fvd-i3d"] if options.i3d_configured() else ["fvd-md", "kvd-md"]),
         "clipsim" if options.clip else "pa-md",
         "flicker",
+        "motion",
     ]
 
 
@@ -185,6 +235,7 @@ __all__ = [
     "I3DFeatures",
     "MetricContext",
     "MetricOptions",
+    "Outputs",
     "VideoSet",
     "compute_metrics",
     "default_metrics",
@@ -192,6 +243,8 @@ __all__ = [
     "frechet_distance",
     "fvd",
     "gaussian_stats",
+    "kernel_distance",
+    "motion_gap",
     "load_evaluator",
     "parse_caption",
     "prompt_agreement",

@@ -28,7 +28,7 @@ from harness.metrics.agreement import NUM_DIGITS, caption_targets, prompt_agreem
 
 CACHE_ENV = "TPDIFF_CACHE"
 DEFAULT_CACHE = Path("~/.cache/tpdiff-harness")
-VERSION = 2  # bump when the network or training code changes: old caches are then ignored
+VERSION = 3  # bump when the network, training or cached info changes: old caches are ignored
 
 
 @dataclass(frozen=True)
@@ -241,6 +241,13 @@ class Evaluator:
         """FVD-md features (N, dim), float64."""
         return self.outputs(videos).features.double()
 
+    def standardize(self, features: Tensor) -> Tensor:
+        """Features (N, dim) in z-scores of the held-out real videos' features (fixed per
+        evaluator), the scale KVD-md is computed in."""
+        mean = torch.tensor(self.info["feature_mean"], dtype=torch.float64)
+        std = torch.tensor(self.info["feature_std"], dtype=torch.float64).clamp_min(1e-8)
+        return (features.double() - mean) / std
+
     def predict(self, videos: Tensor) -> tuple[Tensor, Tensor]:
         """Predicted presence (N, 10) bool and direction index (N, 10) per digit class."""
         return predict(self.outputs(videos))
@@ -288,6 +295,9 @@ def load_evaluator(
     videos, captions = _batch(held, 0, recipe.heldout)
     acc = evaluator.agreement(videos, captions)
     info["heldout"] = {"n": acc.n, "both": acc.both, "digit": acc.digit, "direction": acc.direction}
+    features = evaluator(videos)  # (heldout, dim) float64: the standardisation of KVD-md
+    info["feature_mean"] = features.mean(0).tolist()
+    info["feature_std"] = features.std(0).tolist()
     _save_atomic(
         {
             "recipe": dataclasses.asdict(recipe),

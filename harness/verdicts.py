@@ -1,0 +1,230 @@
+"""Verdicts: which claims of the paper a results folder shows, by fixed rules.
+
+Every verdict is `reproduced`, `not reproduced` or `inconclusive`, with the numbers and the
+rule that decided it. The rules, in the order they are applied:
+
+- **Noise level.** A run whose final FVD-md is above NOISE_SHARE of the noise reference
+  (uniform noise vs real, same n), or whose PA-md-digit is within CHANCE_MARGIN of chance,
+  has learned nothing measurable; every verdict that rests on it is `inconclusive`.
+- **Inference** (>= 1.5x at 30 steps): `reproduced` if the measured speedup is >= 1.5,
+  else `not reproduced`.
+- **Training cost** (about 50 % of vanilla's cost to equal quality), AlgoPerf style: the
+  target is the median of vanilla's last 3 curve points (a level it reaches and holds).
+  Each run's cost to reach it is interpolated on its curve. TPDiff's interval comes from
+  the bootstrap bands, like against like: the low edge of its band reaching the target
+  made from the low edge of vanilla's band, and the same for the high edges. ratio = TPDiff's
+  cost to target / vanilla's. `not reproduced` (not reached) if TPDiff's curve never
+  reaches the target; `inconclusive` if the two bands overlap everywhere over the last
+  third of the cumulative-FLOPs range both runs cover (at equal cost the runs cannot be
+  told apart); then `reproduced` if the ratio's interval lies at or below RATIO_CLAIM,
+  `not reproduced` if it lies above, else `inconclusive`.
+- **Alignment lowers FVD**: `reproduced` if the aligned run's final FVD-md interval lies
+  below the unaligned one's and the gap exceeds the measured training-seed spread;
+  `not reproduced` if it lies above by more than that spread; else `inconclusive`.
+- **Renoising removes stage-boundary artifacts**: on the motion gap (lower is better),
+  `reproduced` if renoising's interval lies below no-renoising's, `not reproduced` if it
+  lies above, else `inconclusive`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+NOISE_SHARE = 0.25  # above this share of the noise reference's FVD-md: noise level
+CHANCE_MARGIN = 0.05  # PA-md-digit within this of chance: noise level
+SPEEDUP_CLAIM = 1.5
+RATIO_CLAIM = 0.65  # "about 50 %": TPDiff's cost to target at most this share of vanilla's
+LAST_THIRD = 2 / 3
+
+CLAIMS = {
+    "inference": "inference >= 1.5x faster at 30 steps",
+    "training": "about 50 % of vanilla's training cost to equal quality",
+    "alignment": "data-noise alignment lowers FVD",
+    "renoise": "renoising removes stage-boundary artifacts",
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A score with its 90 % interval."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def below(self, other: Estimate, margin: float = 0.0) -> bool:
+        """Clearly lower: this interval ends below the other's, by more than `margin`."""
+        return self.hi < other.lo and other.value - self.value > margin
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A quality curve (lower is better) over cumulative cost, with its band; sorted by x."""
+
+    x: np.ndarray
+    q: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self):
+        if len(self.x) < 3:
+            raise ValueError(f"a curve needs at least 3 points, got {len(self.x)}")
+        if np.any(np.diff(self.x) <= 0):
+            raise ValueError("curve costs must increase")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    backbone: str
+    verdict: str  # reproduced | not reproduced | inconclusive
+    numbers: dict
+    rule: str
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def noise_level(
+    fvd: float, noise_fvd: float, pa_digit: float, chance: float, run: str
+) -> str | None:
+    """Why `run` is at noise level, or None."""
+    reasons = []
+    if fvd > NOISE_SHARE * noise_fvd:
+        reasons.append(f"FVD-md {fvd:.4g} > {NOISE_SHARE:g} x noise reference {noise_fvd:.4g}")
+    if pa_digit <= chance + CHANCE_MARGIN:
+        reasons.append(f"PA-md-digit {pa_digit:.3f} within {CHANCE_MARGIN} of chance {chance:.3f}")
+    return f"{run} is at noise level ({'; '.join(reasons)})" if reasons else None
+
+
+def _noisy(claim: str, backbone: str, numbers: dict, reasons: list[str | None]) -> Verdict | None:
+    found = [r for r in reasons if r]
+    if not found:
+        return None
+    rule = "a run at noise level shows nothing: " + "; ".join(found)
+    return Verdict(claim, backbone, "inconclusive", numbers, rule)
+
+
+def inference(backbone: str, speedup: float, noise: str | None) -> Verdict:
+    numbers = {"inference_speedup": speedup, "claim": SPEEDUP_CLAIM}
+    if speedup < SPEEDUP_CLAIM:
+        return Verdict("inference", backbone, "not reproduced", numbers,
+                       f"measured speedup {speedup:.2f} < {SPEEDUP_CLAIM}")  # fmt: skip
+    noisy = _noisy("inference", backbone, numbers, [noise])
+    if noisy is not None:
+        return noisy
+    return Verdict("inference", backbone, "reproduced", numbers,
+                   f"measured speedup {speedup:.2f} >= {SPEEDUP_CLAIM}")  # fmt: skip
+
+
+def reach(x: np.ndarray, q: np.ndarray, target: float) -> float | None:
+    """First cost at which q <= target, linearly interpolated between points; None if never."""
+    hits = np.flatnonzero(q <= target)
+    if not len(hits):
+        return None
+    i = int(hits[0])
+    if i == 0:
+        return float(x[0])
+    frac = (q[i - 1] - target) / (q[i - 1] - q[i])
+    return float(x[i - 1] + frac * (x[i] - x[i - 1]))
+
+
+def bands_overlap(a: Curve, b: Curve, points: int = 25) -> bool:
+    """True when the two bands overlap at every cost of the last third of the range both
+    curves cover (interpolated linearly)."""
+    end = min(a.x[-1], b.x[-1])
+    start = max(LAST_THIRD * end, a.x[0], b.x[0])
+    xs = np.linspace(start, end, points)
+    a_lo, a_hi = np.interp(xs, a.x, a.lo), np.interp(xs, a.x, a.hi)
+    b_lo, b_hi = np.interp(xs, b.x, b.lo), np.interp(xs, b.x, b.hi)
+    return bool(np.all((a_lo <= b_hi) & (b_lo <= a_hi)))
+
+
+def time_to_target(vanilla: Curve, tpdiff: Curve) -> dict:
+    """Target (median of vanilla's last 3 points), each run's cost to reach it, the ratio
+    with TPDiff's band interval, and whether the bands overlap over the last third."""
+    target = float(np.median(vanilla.q[-3:]))
+    van = reach(vanilla.x, vanilla.q, target)
+    tp = reach(tpdiff.x, tpdiff.q, target)
+    # like against like: both bands at their optimistic, then both at their pessimistic edge
+    tp_a = reach(tpdiff.x, tpdiff.lo, float(np.median(vanilla.lo[-3:])))
+    tp_b = reach(tpdiff.x, tpdiff.hi, float(np.median(vanilla.hi[-3:])))
+    reached = [c for c in (tp_a, tp_b) if c is not None]
+    tp_early = min(reached) if reached else None
+    tp_late = max(reached) if len(reached) == 2 else None
+    out = dict(target=target, vanilla_to_target=van, tpdiff_to_target=tp,
+               tpdiff_to_target_lo=tp_early, tpdiff_to_target_hi=tp_late,
+               overlap=bands_overlap(vanilla, tpdiff))  # fmt: skip
+    ratio = lambda c: None if c is None else c / van  # noqa: E731
+    out |= dict(ratio=ratio(tp), ratio_lo=ratio(tp_early),
+                ratio_hi=ratio(tp_late) if tp_late is not None else float("inf"))  # fmt: skip
+    return out
+
+
+def training(backbone: str, vanilla: Curve, tpdiff: Curve, noise: list[str | None]) -> Verdict:
+    t = time_to_target(vanilla, tpdiff)
+    noisy = _noisy("training", backbone, t, noise)
+    if noisy is not None:
+        return noisy
+    if t["tpdiff_to_target"] is None:
+        return Verdict("training", backbone, "not reproduced", t,
+                       f"not reached: TPDiff's curve never reaches vanilla's target "
+                       f"{t['target']:.4g}")  # fmt: skip
+    if t["overlap"]:
+        return Verdict("training", backbone, "inconclusive", t,
+                       "the two curves' 90 % bands overlap over the last third of the "
+                       "shared training budget: at equal cost the runs cannot be told "
+                       "apart")  # fmt: skip
+    lo, hi = t["ratio_lo"], t["ratio_hi"]
+    span = f"ratio {t['ratio']:.3f} [{lo:.3f}, {hi:.3g}]"
+    if hi <= RATIO_CLAIM:
+        return Verdict("training", backbone, "reproduced", t, f"{span} <= {RATIO_CLAIM}")
+    if lo > RATIO_CLAIM:
+        return Verdict("training", backbone, "not reproduced", t, f"{span} > {RATIO_CLAIM}")
+    return Verdict("training", backbone, "inconclusive", t,
+                   f"{span} straddles {RATIO_CLAIM}")  # fmt: skip
+
+
+def alignment(
+    backbone: str,
+    aligned: Estimate | None,
+    unaligned: Estimate | None,
+    seed_spread: float | None,
+    noise: list[str | None],
+) -> Verdict:
+    if aligned is None or unaligned is None:
+        return Verdict("alignment", backbone, "inconclusive", {},
+                       "not measured at this scale (no run without alignment)")  # fmt: skip
+    spread = seed_spread or 0.0
+    numbers = dict(aligned=asdict(aligned), unaligned=asdict(unaligned),
+                   seed_spread=seed_spread)  # fmt: skip
+    noisy = _noisy("alignment", backbone, numbers, noise)
+    if noisy is not None:
+        return noisy
+    seeds = f" and the training-seed spread {spread:.4g}" if seed_spread else ""
+    shown = (f"FVD-md {aligned.value:.4g} [{aligned.lo:.4g}, {aligned.hi:.4g}] with vs "
+             f"{unaligned.value:.4g} [{unaligned.lo:.4g}, {unaligned.hi:.4g}] without")  # fmt: skip
+    if aligned.below(unaligned, spread):
+        return Verdict("alignment", backbone, "reproduced", numbers,
+                       f"{shown}: lower beyond both intervals{seeds}")  # fmt: skip
+    if unaligned.below(aligned, spread):
+        return Verdict("alignment", backbone, "not reproduced", numbers,
+                       f"{shown}: higher beyond both intervals{seeds}")  # fmt: skip
+    return Verdict("alignment", backbone, "inconclusive", numbers,
+                   f"{shown}: the gap is within the intervals{seeds}")  # fmt: skip
+
+
+def renoise(backbone: str, on: Estimate, off: Estimate, noise: list[str | None]) -> Verdict:
+    numbers = dict(renoise_on=asdict(on), renoise_off=asdict(off))
+    noisy = _noisy("renoise", backbone, numbers, noise)
+    if noisy is not None:
+        return noisy
+    shown = (f"motion gap {on.value:.3f} [{on.lo:.3f}, {on.hi:.3f}] with vs "
+             f"{off.value:.3f} [{off.lo:.3f}, {off.hi:.3f}] without renoising")  # fmt: skip
+    if on.below(off):
+        return Verdict("renoise", backbone, "reproduced", numbers, f"{shown}: lower")
+    if off.below(on):
+        return Verdict("renoise", backbone, "not reproduced", numbers, f"{shown}: higher")
+    return Verdict("renoise", backbone, "inconclusive", numbers, f"{shown}: intervals overlap")

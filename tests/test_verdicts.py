@@ -1,0 +1,84 @@
+"""Known answers for the verdict rules: synthetic curves and scores whose verdict is known."""
+
+import numpy as np
+import pytest
+
+from harness import verdicts as v
+from harness.verdicts import Curve, Estimate
+
+
+def curve(x, q, width=0.5):
+    x, q = np.asarray(x, float), np.asarray(q, float)
+    return Curve(x, q, q - width, q + width)
+
+
+# vanilla: 8 points at cost 1..8, improving to a plateau at 10
+VANILLA = curve(np.arange(1, 9), [40, 30, 22, 16, 12, 10.5, 10, 10])
+
+
+def test_noise_level_names_its_reason():
+    assert v.noise_level(100, 1000, 0.6, 0.1, "r") is None
+    assert "FVD-md 300 > 0.25 x noise reference 1000" in v.noise_level(300, 1000, 0.6, 0.1, "r")
+    assert "within 0.05 of chance" in v.noise_level(100, 1000, 0.14, 0.1, "r")
+
+
+def test_inference_verdicts():
+    assert v.inference("dit", 1.86, None).verdict == "reproduced"
+    assert v.inference("unet", 1.3, None).verdict == "not reproduced"
+    noisy = v.inference("dit", 1.86, "dit-tpdiff is at noise level (...)")
+    assert noisy.verdict == "inconclusive" and "noise level" in noisy.rule
+
+
+def test_training_reproduced_when_tpdiff_reaches_the_target_at_half_the_cost():
+    # TPDiff: the same curve at half the cost per step
+    tp = curve(np.arange(1, 9) / 2, [40, 30, 22, 16, 12, 10.5, 10, 10])
+    verdict = v.training("dit", VANILLA, tp, [None, None])
+    assert verdict.verdict == "reproduced", verdict.rule
+    assert verdict.numbers["target"] == 10
+    assert verdict.numbers["ratio"] == pytest.approx(0.5)
+    assert verdict.numbers["ratio_lo"] <= 0.5 <= verdict.numbers["ratio_hi"] <= v.RATIO_CLAIM
+
+
+def test_training_not_reached():
+    tp = curve(np.arange(1, 9) / 2, [40, 35, 30, 27, 25, 24, 23, 22])
+    verdict = v.training("dit", VANILLA, tp, [None, None])
+    assert verdict.verdict == "not reproduced" and "not reached" in verdict.rule
+
+
+def test_training_inconclusive_when_the_bands_overlap_at_equal_cost():
+    tp = curve(np.arange(1, 9) / 2, [40, 30, 22, 16, 12, 10.5, 10, 10], width=30)
+    verdict = v.training("dit", VANILLA, tp, [None, None])
+    assert verdict.verdict == "inconclusive" and "overlap" in verdict.rule
+
+
+def test_training_not_reproduced_when_tpdiff_needs_about_as_much():
+    # TPDiff improves as fast per unit cost as vanilla: same cost to the target
+    tp = curve(np.arange(1, 9) * 0.95, [40, 30, 22, 16, 12, 10.5, 10, 10], width=0.1)
+    slow = curve(np.arange(1, 9), [41, 32, 25, 19, 15, 12.5, 11, 11], width=0.1)
+    verdict = v.training("dit", slow, tp, [None, None])
+    assert verdict.verdict == "not reproduced" and verdict.numbers["ratio_lo"] > v.RATIO_CLAIM
+
+
+def test_training_at_noise_level_is_never_reproduced():
+    tp = curve(np.arange(1, 9) / 2, [40, 30, 22, 16, 12, 10.5, 10, 10])
+    verdict = v.training("dit", VANILLA, tp, ["dit-vanilla is at noise level (x)", None])
+    assert verdict.verdict == "inconclusive" and "noise level" in verdict.rule
+
+
+def test_alignment_verdicts_respect_intervals_and_seed_spread():
+    good, bad = Estimate(100, 90, 110), Estimate(150, 140, 160)
+    assert v.alignment("dit", good, bad, 20, [None]).verdict == "reproduced"
+    assert v.alignment("dit", good, bad, 60, [None]).verdict == "inconclusive"  # seeds
+    assert v.alignment("dit", bad, good, 20, [None]).verdict == "not reproduced"
+    close = Estimate(145, 120, 170)
+    assert v.alignment("dit", close, bad, None, [None]).verdict == "inconclusive"
+    assert v.alignment("unet", None, None, None, [None]).verdict == "inconclusive"
+    assert v.alignment("dit", good, bad, 20, ["x is at noise level"]).verdict == "inconclusive"
+
+
+def test_renoise_verdicts():
+    on, off = Estimate(0.1, 0.05, 0.15), Estimate(0.6, 0.5, 0.7)
+    assert v.renoise("dit", on, off, [None]).verdict == "reproduced"
+    assert v.renoise("dit", off, on, [None]).verdict == "not reproduced"
+    assert v.renoise("dit", on, Estimate(0.14, 0.1, 0.2), [None]).verdict == "inconclusive"
+    assert v.renoise("dit", on, off, ["noise level"]).verdict == "inconclusive"
