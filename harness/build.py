@@ -43,13 +43,14 @@ def build_model(cfg: Config) -> TextConditionedModel:
         text, backbone = load_pretrained(cfg)
     else:
         text = build_text_encoder(cfg.text_encoder, dim=cfg.text_dim, length=cfg.text_len)
+        latent = cfg.latent_channels > 0  # tiny autoencoder: the backbone sees latents
         backbone = build_backbone(
             cfg.backbone,
             size=cfg.size,
-            in_channels=cfg.channels,
+            in_channels=cfg.latent_channels if latent else cfg.channels,
             text_dim=text.dim,
             max_frames=cfg.frames,
-            sample_size=cfg.resolution,
+            sample_size=cfg.resolution // 2**cfg.latent_down if latent else cfg.resolution,
         )
     configure_backbone(backbone, cfg.attention, cfg.grad_checkpointing)
     return TextConditionedModel(text, backbone)
@@ -60,7 +61,12 @@ def build_data(cfg: Config, seed_offset: int = 0):
     shape = dict(frames=cfg.frames, size=cfg.resolution, channels=cfg.channels)
     if cfg.dataset == "moving-digits":
         return build_dataset(
-            "moving-digits", num_videos=cfg.num_videos, seed=cfg.seed + seed_offset, **shape
+            "moving-digits",
+            num_videos=cfg.num_videos,
+            seed=cfg.seed + seed_offset,
+            max_digits=cfg.max_digits,
+            digit_size=cfg.digit_size,
+            **shape,
         )
     if cfg.dataset == "video-folder":
         if not cfg.data_root:

@@ -29,6 +29,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 METHODS = ("vanilla", "tpdiff")
+LR_SCHEDULES = ("constant", "cosine")
 
 # the only fields in which a matched vanilla / TPDiff pair may differ
 METHOD_FIELDS = (
@@ -60,6 +61,15 @@ RESUMABLE_CHANGES = (
     "compile",
 )
 
+
+def resumable_changes(cfg: Config) -> tuple[str, ...]:
+    """RESUMABLE_CHANGES for `cfg`: with a cosine schedule the lr at every step depends on
+    `steps`, so `steps` is part of what training computes and may not change."""
+    if cfg.lr_schedule == "cosine":
+        return tuple(k for k in RESUMABLE_CHANGES if k != "steps")
+    return RESUMABLE_CHANGES
+
+
 # the fields that define the videos of a dataset (and so its real reference sets)
 DATA_FIELDS = (
     "dataset",
@@ -70,6 +80,8 @@ DATA_FIELDS = (
     "channels",
     "frame_stride",
     "seed",
+    "max_digits",
+    "digit_size",
 )
 
 # the form each pretrained pipeline was trained with (README: Reproducing the paper on GPUs)
@@ -108,18 +120,27 @@ class Config:
     resolution: int = 32
     channels: int = 1
     frame_stride: int = 1
+    max_digits: int = 2  # moving-digits: 1..max_digits digits per clip
+    digit_size: int = 12  # moving-digits: digit side in pixels (sklearn digits are 8x8)
+    # tiny per-frame autoencoder (harness.autoencoder): 0 = pixel space; C > 0 = latent
+    # diffusion on (C, F, H / 2^latent_down, W / 2^latent_down) latents, AE trained once
+    latent_channels: int = 0
+    latent_down: int = 2
     # optimisation
     steps: int = 300
     batch_size: int = 8  # global batch, split over DDP ranks
     lr: float = 5e-4
     weight_decay: float = 0.01
     warmup_steps: int = 20
+    lr_schedule: str = "constant"  # constant | cosine (after warmup, decays to 0 at `steps`)
     grad_clip: float = 1.0
     ema_decay: float = 0.0  # 0 disables EMA
+    cond_dropout: float = 0.0  # fraction of training captions replaced by "" (for guidance)
     # logging, checkpoints, sampling
     ckpt_every: int = 50
     snapshot_every: int = 0  # keep weights every N steps in snapshots/ (0: off), for curves
     sample_steps: int = 30
+    guidance: float = 1.0  # classifier-free guidance scale at sampling (1: off; needs cond_dropout)
     num_samples: int = 8
     # pretrained pipelines and GPU execution (README: Reproducing the paper on GPUs)
     pretrained: str = ""  # local diffusers pipeline folder, $VAR expanded; "" = random init
@@ -131,6 +152,8 @@ class Config:
     fsdp: bool = False  # FSDP2 instead of DDP under torchrun
 
     def __post_init__(self):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         get_form(self.form)
@@ -147,6 +170,8 @@ class Config:
             "ckpt_every",
             "num_samples",
             "encode_batch",
+            "max_digits",
+            "digit_size",
         )
         for key in positive:
             if getattr(self, key) < 1:
@@ -159,6 +184,8 @@ class Config:
             raise ValueError(
                 f"lr must be > 0 (got {self.lr}) and ema_decay < 1 (got {self.ema_decay})"
             )
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.snapshot_every < 0:
             raise ValueError(
                 f"snapshot_every must be >= 0 (0 turns snapshots off), got {self.snapshot_every}"
@@ -178,6 +205,18 @@ class Config:
         self._check_execution()
         if self.pretrained:
             self._check_pretrained()
+        if self.latent_channels < 0 or self.latent_down < 1:
+            raise ValueError(
+                f"latent_channels must be >= 0 (0: pixel space) and latent_down >= 1, got "
+                f"{self.latent_channels} and {self.latent_down}"
+            )
+        if self.latent_channels and (
+            self.pretrained or self.dataset != "moving-digits" or self.channels != 1
+        ):
+            raise ValueError(
+                "latent_channels > 0 (the tiny autoencoder) is for gray (channels=1) "
+                "moving-digits without pretrained=; set latent_channels=0"
+            )
 
     def _check_execution(self) -> None:
         if self.attention not in ATTENTION_BACKENDS:

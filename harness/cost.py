@@ -159,19 +159,40 @@ def measure_costs(
     return table, summary
 
 
+def setup_for(cfg) -> CostSetup:
+    """The CostSetup of a training config: its backbone and size at the shape the backbone
+    sees (latents with the tiny autoencoder), its frame count and text width."""
+    latent = cfg.latent_channels > 0
+    return CostSetup(
+        backbone=cfg.backbone,
+        size=cfg.size,
+        form=cfg.form,
+        frames=cfg.plan_frames,
+        resolution=cfg.resolution // 2**cfg.latent_down if latent else cfg.resolution,
+        channels=cfg.latent_channels if latent else cfg.channels,
+        text_dim=cfg.text_dim,
+        text_len=cfg.text_len,
+        train_batch=cfg.batch_size,
+    )
+
+
 def cost_tables(
     device: torch.device,
     size: str = "small",
     frames: int = 16,
     num_stages: int = 3,
     total_steps: int = 30,
+    setups: list[CostSetup] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-stage rows of every backbone in PAIRS (uniform `num_stages` plan) and one row of
-    plan-level figures per backbone (bound, measured speedup, training-step ratios)."""
+    """Per-stage rows of every backbone (uniform `num_stages` plan) and one row of plan-level
+    figures per backbone (bound, measured speedup, training-step ratios). `setups`: the
+    backbones as configured (e.g. `setup_for` of the suite's runs), else every backbone of
+    PAIRS at `size` and `frames`."""
+    if setups is None:
+        setups = [CostSetup(backbone=b, size=size, form=f, frames=frames) for b, f in PAIRS]
     tables, summaries = [], []
-    for name, form in PAIRS:
-        setup = CostSetup(backbone=name, size=size, form=form, frames=frames)
-        plan = uniform_plan(form, setup.frames, num_stages, total_steps=total_steps)
+    for setup in setups:
+        plan = uniform_plan(setup.form, setup.frames, num_stages, total_steps=total_steps)
         table, summary = measure_costs(setup, plan, device)
         tables.append(table)
         summaries.append({k: v for k, v in summary.items() if k != "plan"})

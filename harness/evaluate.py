@@ -16,6 +16,7 @@ config, moving-digits at the samples' shape.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -112,17 +113,32 @@ def score_checkpoint(
 
     changes = dict(changes or {}, num_samples=n, device=options.device)
     gen = generate(Path(run), changes, checkpoint=checkpoint, progress=progress)
+    options = for_data(options, gen.config)
     fake = VideoSet(gen.videos, tuple(gen.captions))
     if real is None:  # sampling changes leave the data keys alone: the run's own data
         real = reference_videos(gen.config, n)
     return compute_metrics(fake, real, names, options, progress=progress)
 
 
+def evaluator_recipe(cfg: Config) -> EvaluatorRecipe:
+    """The embedded evaluator for cfg's moving digits: its frames, canvas, digit size and
+    digits per clip (the other fields at the default recipe)."""
+    return EvaluatorRecipe(frames=cfg.frames, size=cfg.resolution, max_digits=cfg.max_digits,
+                           digit_size=cfg.digit_size)  # fmt: skip
+
+
+def for_data(options: MetricOptions, cfg: Config) -> MetricOptions:
+    """`options` with the evaluator of cfg's data when none is set."""
+    if options.evaluator is not None:
+        return options
+    return dataclasses.replace(options, evaluator=evaluator_recipe(cfg))
+
+
 def metrics_key(names: list[str], options: MetricOptions, cfg: Config) -> str:
     """Hash of what a score's value depends on besides the videos: the metric names, the
     options that pick the metric models (I3D file and recipe, CLIP folder) and the
     evaluator recipe at cfg's shape (its key), and how the real reference is drawn."""
-    recipe = options.evaluator or EvaluatorRecipe(frames=cfg.frames, size=cfg.resolution)
+    recipe = for_data(options, cfg).evaluator
     return digest(
         dict(
             metrics=sorted(names),
@@ -173,7 +189,7 @@ def reference_scores(
         )  # fmt: skip
         row = stored_row(table, identity)
         if row is None:
-            scores = compute_metrics(fake, real, used, options, progress=progress)
+            scores = compute_metrics(fake, real, used, for_data(options, cfg), progress=progress)
             row = dict(kind=kind) | identity.columns() | scores
             append_result(table, row, same=("kind", "n", "config_hash"))
         rows[kind] = row
@@ -268,6 +284,7 @@ def main(
     if cfg is None:  # bare samples folder: moving-digits at the samples' shape
         cfg = Config(frames=f, resolution=h, channels=c)
     real_set = reference_videos(cfg, real or n)
+    options = for_data(options, cfg)
     names = metrics or default_metrics(options)
     start = time.perf_counter()
     scores = compute_metrics(fake, real_set, names, options, progress=progress)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from harness import report
 from harness.config import Config
-from harness.cost import PAIRS, cost_tables
+from harness.cost import PAIRS, cost_tables, setup_for
 from harness.evaluate import metrics_key, reference_scores, reference_videos, score_or_reuse
 from harness.io import write_csv, write_json
 from harness.metrics import EvaluatorRecipe, MetricOptions
@@ -59,6 +59,8 @@ class PaperScale(TrialScale):
     final_samples: int = 0  # n of the final scores (FVD-md: >= 2 x feature dim); 0: eval_samples
     grid_samples: int = 8  # videos in each method's sample grid
     align_ablation: tuple[str, ...] = ("dit",)  # backbones trained again with align=false
+    sizes: dict[str, str] = field(default_factory=dict)  # backbone -> size (else the baseline's)
+    backbone_steps: dict[str, int] = field(default_factory=dict)  # backbone -> steps (else steps)
     seed_runs: tuple[str, ...] = ()  # backbones whose pair is trained again with seed + 1
 
     @property
@@ -81,14 +83,38 @@ SCALES: dict[str, PaperScale] = {
         ),
         evaluator=EvaluatorRecipe(frames=8, steps=30, heldout=64, batch_size=16),
     ),
-    "cpu": PaperScale(  # under 60 min on 2 CPU cores, evaluator training included (README)
-        steps=240,
+    # the CPU reference recipe (results/recipe/report.md): 16x16 canvas, one 8 px digit, 8
+    # frames, diffusion on the tiny autoencoder's 8x8x2 latents, cosine lr, EMA with warmup,
+    # classifier-free guidance 3; the DiT pair is trained again with seed 1 (seed spread)
+    "cpu": PaperScale(
+        steps=3000,
         evals=8,
-        eval_samples=32,
-        final_samples=256,
+        eval_samples=64,
+        final_samples=128,
         grid_samples=8,
         device="cpu",
         align_ablation=("dit",),
+        seed_runs=("dit",),
+        sizes={"dit": "small-p2", "unet": "lite"},
+        backbone_steps={"dit": 3000, "unet": 2000},
+        overrides=dict(
+            resolution=16,
+            digit_size=8,
+            max_digits=1,
+            frames=8,
+            latent_channels=2,
+            latent_down=1,
+            batch_size=16,
+            lr=2e-3,
+            lr_schedule="cosine",
+            warmup_steps=50,
+            ema_decay=0.999,
+            cond_dropout=0.1,
+            guidance=3.0,
+        ),  # fmt: skip
+        evaluator=EvaluatorRecipe(
+            frames=8, size=16, max_digits=1, digit_size=8, width=8, embed_dim=32
+        ),
     ),
     "gpu": PaperScale(
         steps=5000,
@@ -144,13 +170,15 @@ def run_specs(scale: PaperScale) -> list[RunSpec]:
 def run_config(spec: RunSpec, scale: PaperScale, runs: Path) -> Config:
     """The matched baseline config of `spec` (baselines/<backbone>-<method>.toml) at `scale`."""
     base = Config.from_file(BASELINES / f"{spec.backbone}-{spec.method}.toml")
-    every = scale.steps // scale.evals
+    steps = scale.backbone_steps.get(spec.backbone, scale.steps)
+    every = steps // scale.evals
+    sizes = {"size": scale.sizes[spec.backbone]} if spec.backbone in scale.sizes else {}
     return base.replace(
-        **scale.overrides,
+        **(scale.overrides | sizes),
         form=spec.form,
         align=spec.align,
         seed=base.seed + spec.seed,
-        steps=scale.steps,
+        steps=steps,
         snapshot_every=every,
         ckpt_every=every,
         device=scale.device,
@@ -245,8 +273,10 @@ def job_identity(scale_name: str, scale: PaperScale, runs: Path, options: Metric
 def score_references(out: Path, scale: PaperScale, specs: list[RunSpec], runs: Path,
                      options: MetricOptions) -> None:  # fmt: skip
     """references.csv: real vs real, noise vs real and chance agreement, for each data
-    config of the suite, at the curve n and at the final n."""
-    configs = {data_hash(c): c for c in (run_config(s, scale, runs) for s in specs)}
+    config of the suite's main runs (training seed offset 0; the seed runs draw other
+    videos of the same distribution), at the curve n and at the final n."""
+    main = [s for s in specs if s.seed == 0]
+    configs = {data_hash(c): c for c in (run_config(s, scale, runs) for s in main)}
     jobs = [(cfg, scale.eval_samples, CURVE_METRICS) for cfg in configs.values()]
     jobs += [(cfg, scale.final_n, FINAL_METRICS) for cfg in configs.values()]
     for cfg, n, names in tqdm(jobs, desc="references"):
@@ -306,8 +336,8 @@ def paper(out: Path, scale_name: str, fresh: bool = False) -> dict:
         renoise_strip(runs / first_tpdiff.name, out, scale.device)
         artifacts.record("renoise_strip.pt", key)
     if not (out / "cost_plans.csv").exists():  # random-init backbones: the job fixes them
-        shape = run_config(specs[0], scale, runs)
-        stages, plans = cost_tables(torch.device(scale.device), shape.size, shape.frames)
+        setups = [setup_for(run_config(RunSpec(b, f, "vanilla"), scale, runs)) for b, f in PAIRS]
+        stages, plans = cost_tables(torch.device(scale.device), setups=setups)
         write_csv(out / "cost_stages.csv", stages)
         write_csv(out / "cost_plans.csv", plans)
     reference = REFERENCE if out.resolve() != REFERENCE.resolve() else None

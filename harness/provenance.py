@@ -24,14 +24,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from harness.config import DATA_FIELDS, RESUMABLE_CHANGES, Config
+from harness.config import DATA_FIELDS, Config, resumable_changes
 from harness.io import write_csv, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 # the tracked paths whose content decides what a run computes (results and tests do not)
 CODE_PATHS = ("harness", "ablations", "baselines", "pyproject.toml")
-# config fields that never change what training computes: the name, and what a resume may change
-BOOKKEEPING = ("name", *RESUMABLE_CHANGES)
 JOB_FILE = "job.json"
 
 
@@ -64,8 +62,10 @@ def code_revision(root: Path = ROOT) -> str:
 
 
 def training_hash(cfg: Config) -> str:
-    """Hash of everything training depends on (the config minus BOOKKEEPING)."""
-    return digest({k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING}, 10)
+    """Hash of everything training depends on: the config minus its name and what a resume
+    may change (config.resumable_changes)."""
+    skip = {"name", *resumable_changes(cfg)}
+    return digest({k: v for k, v in cfg.to_dict().items() if k not in skip}, 10)
 
 
 def data_hash(cfg: Config) -> str:

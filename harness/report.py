@@ -134,7 +134,8 @@ def _noise(row: pd.Series | None, refs: dict, name: str) -> str | None:
     if noise is None or chance is None:
         return f"no noise / chance reference at n = {n} to judge {name} against"
     return verdicts.noise_level(float(row[FINAL]), float(noise[FINAL]),
-                                float(row[AGREEMENT]), float(chance[AGREEMENT]), name)  # fmt: skip
+                                float(row[AGREEMENT]), float(chance[AGREEMENT]), name,
+                                n)  # fmt: skip
 
 
 def judge(curves, finals, refs, plans, metric) -> list[dict]:

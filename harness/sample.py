@@ -41,6 +41,7 @@ from harness.sampling import sample as run_sampler
 SAMPLING_KEYS = (
     *(k for k in METHOD_FIELDS if k not in ("name", "align", "stage_weighting")),
     "sample_steps",
+    "guidance",
     "num_samples",
     "seed",
     "device",
@@ -132,6 +133,8 @@ def plan_tag(cfg: Config) -> str:
             tag += f"-{cfg.upsample}"
         if not cfg.renoise:
             tag += "-norenoise"
+    if cfg.guidance != 1.0:
+        tag += f"-cfg{cfg.guidance:g}"
     return f"{tag}-seed{cfg.seed}"
 
 
@@ -144,6 +147,18 @@ def prompts(trained: Config, n: int) -> list[str]:
             return [cached[i % len(cached)] for i in range(n)]
     data = build_data(trained, seed_offset=10_007 if trained.dataset == "moving-digits" else 0)
     return [data[i % len(data)]["caption"] for i in range(n)]
+
+
+def guided(model, null_ids: torch.Tensor, scale: float):
+    """Classifier-free guidance: uncond + scale (cond - uncond), both in one batch."""
+
+    def call(x: torch.Tensor, u: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        out = model(torch.cat([x, x]), torch.cat([u, u]), torch.cat([ids, null_ids[:n]]))
+        cond, uncond = out[:n], out[n:]
+        return uncond + scale * (cond - uncond)
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -178,10 +193,17 @@ def generate(
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     shape = (cfg.num_samples, cfg.channels, cfg.frames, cfg.resolution, cfg.resolution)
     codec = load_codec(cfg) if cfg.pretrained else None  # on the device only to decode
+    if cfg.latent_channels:
+        from harness.autoencoder import codec_for
+
+        codec = codec_for(cfg, progress=progress)
     if codec is not None:  # sample latents (B, C, F', h, w), then decode them to video
         shape = (cfg.num_samples, *codec.latent_shape(cfg.frames, cfg.resolution))
+    net = autocast_model(model, device)
+    if cfg.guidance != 1.0:
+        net = guided(net, model.tokenize([""] * cfg.num_samples).to(device), cfg.guidance)
     videos = run_sampler(
-        autocast_model(model, device),
+        net,
         cfg.form,
         plan,
         shape,

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from harness.build import TextConditionedModel, build_data, build_model, resolve_device
 from harness.cli import guarded
-from harness.config import RESUMABLE_CHANGES, Config, config_parser, parse_config
+from harness.config import Config, config_parser, parse_config, resumable_changes
 from harness.data import collate
 from harness.flops import count_macs
 from harness.forms import get_form
@@ -47,6 +47,21 @@ from harness.io import write_json, write_text
 from harness.pretrained import latent_dataset
 from harness.provenance import code_revision
 from harness.stagewise import draw_training_batch, stage_probabilities
+
+
+def learning_rate(cfg: Config, step: int) -> float:
+    """Linear warmup over `warmup_steps`, then constant or a cosine decay to 0 at `steps`."""
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    if cfg.lr_schedule == "cosine" and step >= cfg.warmup_steps:
+        done = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+    return cfg.lr * warm
+
+
+def ema_decay(target: float, step: int) -> float:
+    """EMA decay at `step` with the usual warmup, min(target, (1 + step) / (10 + step)):
+    a plain 0.999 EMA still holds 0.999^1000 = 37 % of the random init after 1000 steps."""
+    return min(target, (1.0 + step) / (10.0 + step))
 
 
 def step_generator(seed: int, step: int, rank: int = -1, device="cpu") -> torch.Generator:
@@ -112,7 +127,7 @@ def _check_resumable(saved: dict, cfg: Config) -> None:
     diff = {
         k: (saved.get(k), v)
         for k, v in now.items()
-        if k not in RESUMABLE_CHANGES and saved.get(k) != v
+        if k not in resumable_changes(cfg) and saved.get(k) != v
     }
     if diff:
         lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
@@ -179,8 +194,11 @@ def _check_finite(
     )
 
 
-def main(cfg: Config) -> Path:
-    """Train (or resume) the run `cfg.run_dir`; returns the run folder."""
+def main(cfg: Config, stop_at: int | None = None) -> Path:
+    """Train (or resume) the run `cfg.run_dir` up to `stop_at` (default: all `cfg.steps`),
+    checkpointing where it stops; returns the run folder. Stopping early and resuming later
+    is bit-identical to one uninterrupted run."""
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     rank, world = _init_distributed(device)
     if cfg.batch_size % world:
@@ -199,6 +217,10 @@ def main(cfg: Config) -> Path:
     if cfg.pretrained:  # the VAE's latents of the videos, encoded once and cached on disk
         barrier = (lambda: _barrier(device)) if world > 1 else (lambda: None)
         dataset = latent_dataset(cfg, lambda: build_data(cfg), device, rank, world, barrier)
+    elif cfg.latent_channels:  # tiny autoencoder, trained once and cached; latents in memory
+        from harness.autoencoder import EncodedDataset, codec_for
+
+        dataset = EncodedDataset(build_data(cfg), codec_for(cfg, progress=rank == 0))
     else:
         dataset = build_data(cfg)
     torch.manual_seed(cfg.seed)
@@ -244,7 +266,7 @@ def main(cfg: Config) -> Path:
             },
         )
         _truncate_log(log_path, start)
-    if start >= cfg.steps:
+    if start >= end:
         return run_dir
 
     device_ids = [device.index] if device.type == "cuda" else None
@@ -253,9 +275,7 @@ def main(cfg: Config) -> Path:
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     local = cfg.batch_size // world
     log = log_path.open("a") if rank == 0 else None
-    bar = tqdm(
-        range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=rank != 0
-    )
+    bar = tqdm(range(start, end), initial=start, total=end, desc=cfg.name, disable=rank != 0)
     model.train()
     saved_step = start  # the step of the checkpoint on disk (0: none yet)
     try:
@@ -267,7 +287,13 @@ def main(cfg: Config) -> Path:
             stage = int(torch.multinomial(probs, 1, generator=shared))
             items = collate([dataset[int(i)] for i in index[rank * local : (rank + 1) * local]])
             x0 = items["video"].to(device, non_blocking=True)
-            ids = model.tokenize(items["caption"]).to(device)
+            captions = items["caption"]
+            if cfg.cond_dropout > 0:  # unconditional examples for classifier-free guidance
+                drop = torch.rand(cfg.batch_size, generator=shared)[
+                    rank * local : (rank + 1) * local
+                ]
+                captions = ["" if d < cfg.cond_dropout else c for d, c in zip(drop, captions)]
+            ids = model.tokenize(captions).to(device)
             data_time = time.perf_counter() - t_data
 
             # ---- compute (timed)
@@ -276,7 +302,7 @@ def main(cfg: Config) -> Path:
             g = step_generator(cfg.seed, step, rank, device)
             batch = draw_training_batch(form, plan, x0, generator=g, align=cfg.align, stage=stage)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+                group["lr"] = learning_rate(cfg, step)
             with torch.autocast(**autocast):
                 pred = net(batch.x_u, batch.u, ids)
             loss = F.mse_loss(pred.float(), batch.target.float())
@@ -291,9 +317,10 @@ def main(cfg: Config) -> Path:
                           saved_step)  # fmt: skip
             opt.step()
             if ema is not None:
+                decay = ema_decay(cfg.ema_decay, step)
                 with torch.no_grad():
                     for pe, pm in zip(ema.parameters(), model.parameters()):
-                        pe.lerp_(pm, 1.0 - cfg.ema_decay)
+                        pe.lerp_(pm, 1.0 - decay)
             _sync(device)
             step_time = time.perf_counter() - t0
             wall += step_time
@@ -320,7 +347,7 @@ def main(cfg: Config) -> Path:
                 bar.set_postfix(loss=f"{row['loss']:.4f}", stage=stage)
             done = step + 1
             snapshot = cfg.snapshot_every and done % cfg.snapshot_every == 0
-            checkpoint = done % cfg.ckpt_every == 0 or done == cfg.steps
+            checkpoint = done % cfg.ckpt_every == 0 or done == end
             if (rank == 0 or cfg.fsdp) and (snapshot or checkpoint):  # FSDP: a collective gather
                 weights, optim = full_state(model, opt if checkpoint else None, cfg.fsdp)
             if rank == 0 and (snapshot or checkpoint):

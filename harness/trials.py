@@ -6,11 +6,11 @@ A config is split into what training depends on and what only sampling changes
 stage) share one trained run. A run folder is named by a hash of its training config
 (`<runs>/<backbone>-<form>-<method>-<hash>`), so a sweep that is killed and restarted, or
 a trial retried on another worker, resumes the same checkpoint instead of starting over.
-`train_and_score` trains in chunks of `steps / evals` (bit-identical to one uninterrupted
-run, since resume is exact), scores each snapshot, keeps the scores in the run's
-`evals.csv` (reused on rerun; a stored score is reused only when its identity matches, see
-`harness.provenance`) and hands every row to a callback that may stop the run (sweep
-pruning).
+`train_and_score` trains in chunks of `steps / evals` (`train.main(stop_at=)`,
+bit-identical to one uninterrupted run, since resume is exact), scores each snapshot, keeps
+the scores in the run's `evals.csv` (a stored score is reused only when its identity
+matches, see `harness.provenance`) and hands every row to a callback that may stop the run
+(sweep pruning).
 """
 
 from __future__ import annotations
@@ -144,12 +144,14 @@ def train_and_score(
     scale: TrialScale,
     options: MetricOptions,
     on_score: OnScore | None = None,
+    metrics: list[str] | None = None,
 ) -> list[dict]:
     """Train `cfg` (from `trial_config`) chunk by chunk, score each snapshot with the config's
     own sampling settings, and return one row per snapshot: step, the metric columns, the
     costs and the run's training wall time. `on_score(step, row)` runs after every score
-    and may raise (e.g. optuna.TrialPruned) to stop early. A non-finite loss stops training
-    with FloatingPointError naming the step (harness.train); so does a non-finite score."""
+    and may raise (e.g. optuna.TrialPruned) to stop early. `metrics`: what to score
+    (default METRICS). A non-finite loss stops training with FloatingPointError naming the
+    step (harness.train); so does a non-finite score."""
     train, changes = split_sampling(cfg)
     run = train.run_dir
     sampled = sampling_config(train, changes)
@@ -158,10 +160,10 @@ def train_and_score(
     rows = []
     for step in range(every, scale.steps + 1, every):
         with run_lock(run):
-            train_main(train.replace(steps=step))
+            train_main(train, stop_at=step)
             row = score_or_reuse(
                 run / "evals.csv", run, f"snapshots/step_{step:06d}.pt", scale.eval_samples,
-                options, METRICS, changes, real, same=("step", "sampling", "n"),
+                options, metrics or METRICS, changes, real, same=("step", "sampling", "n"),
             )  # fmt: skip
         row = row | costs(run, sampled)
         if not math.isfinite(row[QUALITY]):

@@ -5,7 +5,10 @@ rule that decided it. The rules, in the order they are applied:
 
 - **Noise level.** A run whose final FVD-md is above NOISE_SHARE of the noise reference
   (uniform noise vs real, same n), or whose PA-md-digit is within CHANCE_MARGIN of chance,
-  has learned nothing measurable; every verdict that rests on it is `inconclusive`.
+  has learned nothing measurable; every verdict that rests on it is `inconclusive`. "Within"
+  is read at the n scored: the lower end of PA-md-digit's 90 % Wilson interval (a share of n
+  videos) must clear chance + CHANCE_MARGIN, so one lucky hit in 12 videos (0.083) does not
+  count as a model that follows its prompts.
 - **Inference** (>= 1.5x at 30 steps): `reproduced` if the measured speedup is >= 1.5,
   else `not reproduced`.
 - **Training cost** (about 50 % of vanilla's cost to equal quality), AlgoPerf style: the
@@ -28,6 +31,7 @@ rule that decided it. The rules, in the order they are applied:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -37,6 +41,7 @@ CHANCE_MARGIN = 0.05  # PA-md-digit within this of chance: noise level
 SPEEDUP_CLAIM = 1.5
 RATIO_CLAIM = 0.65  # "about 50 %": TPDiff's cost to target at most this share of vanilla's
 LAST_THIRD = 2 / 3
+Z90 = 1.6449  # standard normal quantile of a two-sided 90 % interval
 
 CLAIMS = {
     "inference": "inference >= 1.5x faster at 30 steps",
@@ -87,15 +92,30 @@ class Verdict:
         return asdict(self)
 
 
+def wilson_low(share: float, n: int, z: float = Z90) -> float:
+    """Lower end of the Wilson score interval of a share measured on n trials (z = 1.645:
+    the 90 % two-sided interval)."""
+    if n < 1:
+        raise ValueError(f"a share needs n >= 1, got {n}")
+    centre = share + z * z / (2 * n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - half) / (1 + z * z / n))
+
+
 def noise_level(
-    fvd: float, noise_fvd: float, pa_digit: float, chance: float, run: str
+    fvd: float, noise_fvd: float, pa_digit: float, chance: float, run: str, n: int | None = None
 ) -> str | None:
-    """Why `run` is at noise level, or None."""
+    """Why `run` is at noise level, or None. `n`: the videos PA-md-digit was measured on
+    (None: take the share as exact)."""
     reasons = []
     if fvd > NOISE_SHARE * noise_fvd:
         reasons.append(f"FVD-md {fvd:.4g} > {NOISE_SHARE:g} x noise reference {noise_fvd:.4g}")
-    if pa_digit <= chance + CHANCE_MARGIN:
-        reasons.append(f"PA-md-digit {pa_digit:.3f} within {CHANCE_MARGIN} of chance {chance:.3f}")
+    low = pa_digit if n is None else wilson_low(pa_digit, n)
+    if low <= chance + CHANCE_MARGIN:
+        at = "" if n is None else f" (90 % interval from {low:.3f} at n = {n})"
+        reasons.append(
+            f"PA-md-digit {pa_digit:.3f}{at} within {CHANCE_MARGIN} of chance {chance:.3f}"
+        )
     return f"{run} is at noise level ({'; '.join(reasons)})" if reasons else None
 
 

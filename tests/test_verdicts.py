@@ -22,6 +22,17 @@ def test_noise_level_names_its_reason():
     assert "within 0.05 of chance" in v.noise_level(100, 1000, 0.14, 0.1, "r")
 
 
+def test_agreement_is_judged_at_the_n_it_was_measured_on():
+    # Wilson 90 % interval, known values: 1 hit in 12 -> from 0.019; 60 in 128 -> from 0.397
+    assert v.wilson_low(1 / 12, 12) == pytest.approx(0.0188, abs=5e-4)
+    assert v.wilson_low(60 / 128, 128) == pytest.approx(0.3973, abs=5e-4)
+    assert v.wilson_low(0.0, 50) == 0.0
+    # one lucky hit in 12 videos is noise; the same share on 2,000 videos is not
+    assert "at n = 12" in v.noise_level(0.1, 10, 1 / 12, 0.0, "r", n=12)
+    assert v.noise_level(0.1, 10, 1 / 12, 0.0, "r", n=2000) is None
+    assert v.noise_level(0.1, 10, 60 / 128, 0.1, "r", n=128) is None
+
+
 def test_inference_verdicts():
     assert v.inference("dit", 1.86, None).verdict == "reproduced"
     assert v.inference("unet", 1.3, None).verdict == "not reproduced"

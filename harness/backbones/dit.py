@@ -21,6 +21,14 @@ PATCH = (1, 2, 4)  # (frames, height, width)
 WIDTHS = {
     "tiny": dict(num_attention_heads=2, attention_head_dim=16, num_layers=2),
     "small": dict(num_attention_heads=2, attention_head_dim=32, num_layers=4),
+    # 4x4-pixel patches (16 tokens per 16x16 frame): the recipe-study sizes for 16x16 canvases
+    "small-p4": dict(num_attention_heads=2, attention_head_dim=32, num_layers=4, patch=(1, 4, 4)),
+    "base-p4": dict(num_attention_heads=4, attention_head_dim=32, num_layers=4, patch=(1, 4, 4)),
+    # 2x2 / 1x1 patches: for the tiny autoencoder's latents (8x8 or 4x4 per frame)
+    "small-p2": dict(num_attention_heads=2, attention_head_dim=32, num_layers=4, patch=(1, 2, 2)),
+    "base-p2": dict(num_attention_heads=4, attention_head_dim=32, num_layers=4, patch=(1, 2, 2)),
+    "small-p1": dict(num_attention_heads=2, attention_head_dim=32, num_layers=4, patch=(1, 1, 1)),
+    "base-p1": dict(num_attention_heads=4, attention_head_dim=32, num_layers=4, patch=(1, 1, 1)),
 }
 
 
@@ -28,13 +36,14 @@ def make_config(
     size: str, in_channels: int, text_dim: int, max_frames: int, sample_size: int
 ) -> dict:
     """Keyword arguments of `WanTransformer3DModel` for one size."""
-    _, ph, pw = PATCH
+    width = dict(WIDTHS[size])
+    patch = tuple(width.pop("patch", PATCH))
+    _, ph, pw = patch
     if sample_size % ph or sample_size % pw:
-        raise ValueError(f"dit: sample_size {sample_size} must be divisible by the patch {PATCH}")
-    width = WIDTHS[size]
+        raise ValueError(f"dit: sample_size {sample_size} must be divisible by the patch {patch}")
     dim = width["num_attention_heads"] * width["attention_head_dim"]
     return dict(
-        patch_size=PATCH,
+        patch_size=patch,
         in_channels=in_channels,
         out_channels=in_channels,
         text_dim=text_dim,

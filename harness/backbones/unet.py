@@ -20,6 +20,9 @@ DEFAULT_FORM = "ddim"
 WIDTHS = {
     "tiny": dict(block_out_channels=(8, 16), norm_num_groups=4, heads=(1, 1)),
     "small": dict(block_out_channels=(16, 32, 64), norm_num_groups=8, heads=(1, 1, 2)),
+    # two levels (16x16 -> 8x8): the recipe-study size for 16x16 canvases
+    "lite": dict(block_out_channels=(16, 32), norm_num_groups=8, heads=(1, 1)),
+    "lite-32": dict(block_out_channels=(32, 64), norm_num_groups=8, heads=(1, 2)),
 }
 
 

@@ -243,10 +243,14 @@ class Evaluator:
 
     def standardize(self, features: Tensor) -> Tensor:
         """Features (N, dim) in z-scores of the held-out real videos' features (fixed per
-        evaluator), the scale KVD-md is computed in."""
+        evaluator), the scale KVD-md is computed in. A feature that barely varies over real
+        videos (a unit dead on real data) is scaled by a floor, a tenth of the median
+        feature's spread, not by its own near-zero spread: else any video that wakes it sits
+        thousands of units out and the cubic kernel overflows to 1e30 and beyond."""
         mean = torch.tensor(self.info["feature_mean"], dtype=torch.float64)
-        std = torch.tensor(self.info["feature_std"], dtype=torch.float64).clamp_min(1e-8)
-        return (features.double() - mean) / std
+        std = torch.tensor(self.info["feature_std"], dtype=torch.float64)
+        floor = max(0.1 * float(std.median()), 1e-8)
+        return (features.double() - mean) / std.clamp_min(floor)
 
     def predict(self, videos: Tensor) -> tuple[Tensor, Tensor]:
         """Predicted presence (N, 10) bool and direction index (N, 10) per digit class."""

@@ -1,0 +1,127 @@
+"""The CPU recipe's pieces: data fields, lr schedule, EMA warmup, DiT and UNet sizes for
+16x16 canvases, the tiny autoencoder, classifier-free guidance."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import harness.autoencoder as ae
+from harness.backbones import build_backbone
+from harness.build import build_data
+from harness.config import Config
+from harness.train import learning_rate
+
+
+def test_data_fields_reach_moving_digits():
+    data = build_data(Config(resolution=16, digit_size=8, max_digits=1, num_videos=8, frames=4))
+    assert data.digit_size == 8 and data.max_digits == 1
+    assert all(data[i]["labels"]["num_digits"] == 1 for i in range(8))
+    with pytest.raises(ValueError, match="max_digits"):
+        Config(max_digits=0)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    cfg = Config(lr=1.0, warmup_steps=10, steps=110, lr_schedule="cosine")
+    assert learning_rate(cfg, 0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 10) == pytest.approx(1.0)
+    assert learning_rate(cfg, 60) == pytest.approx(0.5)
+    assert learning_rate(cfg, 109) == pytest.approx(0.5 * (1 + math.cos(math.pi * 99 / 100)))
+    assert learning_rate(Config(lr=1.0, warmup_steps=10), 50) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Config(lr_schedule="step")
+
+
+def test_dit_patch_sizes_take_16x16_frames():
+    torch.manual_seed(0)
+    model = build_backbone("dit", "small-p4", max_frames=16, sample_size=16)
+    assert tuple(model.inner.config.patch_size) == (1, 4, 4)
+    x = torch.randn(2, 1, 4, 16, 16)
+    assert model(x, torch.rand(2), torch.randn(2, 3, 64)).shape == x.shape
+
+
+def test_tiny_autoencoder_trains_caches_and_round_trips(tmp_path):
+    from harness.autoencoder import AutoencoderRecipe, load_autoencoder
+
+    recipe = AutoencoderRecipe(size=16, steps=3, batch_size=2, width=8, latent_channels=4, down=2)
+    codec = load_autoencoder(recipe, tmp_path, progress=False)
+    assert (tmp_path / "autoencoder" / f"{recipe.key()}.pt").is_file()
+    again = load_autoencoder(recipe, tmp_path, progress=False)  # from the cache, same weights
+    video = torch.rand(2, 1, 4, 16, 16) * 2 - 1
+    z = codec.encode(video)
+    assert z.shape == (2, 4, 4, 4, 4) == (2, *codec.latent_shape(4, 16))
+    assert torch.equal(z, again.encode(video))
+    out = codec.decode(z)
+    assert out.shape == video.shape and out.abs().max() <= 1
+
+
+def test_latent_config_trains_and_samples_decoded_video(tmp_path, monkeypatch):
+    from harness.sample import generate
+    from harness.train import main
+
+    monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
+    full = ae.recipe_for
+    monkeypatch.setattr(
+        ae, "recipe_for", lambda cfg: dataclasses.replace(full(cfg), steps=2, batch_size=2, width=8)
+    )
+    cfg = Config(
+        backbone="dit", size="small-p1", resolution=16, digit_size=8, max_digits=1, frames=4,
+        latent_channels=4, num_videos=8, steps=2, batch_size=2, warmup_steps=1,
+        out_dir=str(tmp_path / "runs"), name="latent", device="cpu", sample_steps=3,
+    )  # fmt: skip
+    run = main(cfg)
+    gen = generate(run, dict(num_samples=2), progress=False)
+    assert gen.videos.shape == (2, 1, 4, 16, 16)
+
+
+def test_guidance_scale_one_is_the_conditional_model_and_scales_extrapolate():
+    from harness.sample import guided
+
+    def model(x, u, ids):  # conditional output 2, unconditional 1 (ids all 0)
+        return x * 0 + (ids.float().amax(1) > 0).float().view(-1, 1, 1, 1, 1) + 1
+
+    x, u = torch.zeros(2, 1, 2, 4, 4), torch.rand(2)
+    ids, null = torch.ones(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)
+    assert torch.allclose(guided(model, null, 1.0)(x, u, ids), torch.full_like(x, 2.0))
+    assert torch.allclose(guided(model, null, 3.0)(x, u, ids), torch.full_like(x, 4.0))
+
+
+def test_cond_dropout_trains_and_guided_sampling_runs(tmp_path):
+    from harness.sample import generate
+    from harness.train import main
+
+    cfg = Config(
+        backbone="dit", size="tiny", resolution=16, digit_size=8, max_digits=1, frames=4,
+        num_videos=8, steps=2, batch_size=2, warmup_steps=1, cond_dropout=0.5,
+        out_dir=str(tmp_path / "runs"), name="cfg", device="cpu", sample_steps=3,
+    )  # fmt: skip
+    run = main(cfg)
+    gen = generate(run, dict(num_samples=2, guidance=2.0), progress=False)
+    assert gen.videos.shape == (2, 1, 4, 16, 16) and torch.isfinite(gen.videos).all()
+
+
+def test_ema_decay_warms_up_to_its_target():
+    from harness.train import ema_decay
+
+    assert ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay(0.999, 100_000) == 0.999
+
+
+def test_a_cosine_run_refuses_a_resume_with_other_steps_but_stops_and_resumes_exactly(tmp_path):
+    from harness.train import main
+
+    common = dict(backbone="dit", size="tiny", resolution=16, digit_size=8, max_digits=1,
+                  frames=4, num_videos=8, batch_size=2, warmup_steps=1, lr_schedule="cosine",
+                  steps=4, ckpt_every=4, out_dir=str(tmp_path), device="cpu")  # fmt: skip
+    straight = main(Config(name="straight", **common))
+    chunked = Config(name="chunked", **common)
+    main(chunked, stop_at=2)  # the trials' chunks: stop, score, go on
+    assert torch.load(chunked.run_dir / "checkpoint.pt", weights_only=False)["step"] == 2
+    main(chunked)
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(chunked.run_dir / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="steps: 4 -> 8"):  # the schedule depends on steps
+        main(chunked.replace(steps=8))
