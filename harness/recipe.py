@@ -32,7 +32,7 @@ from harness.evaluate import reference_scores
 from harness.io import write_csv, write_text
 from harness.metrics import EvaluatorRecipe, MetricOptions
 from harness.sample import main as sample_main
-from harness.trials import BASELINES, TrialScale, train_and_score
+from harness.trials import BASELINES, TrialScale, split_sampling, train_and_score
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "recipe"
 # the data and evaluator every candidate of the study shares: a 16x16 canvas, one 8-px digit
@@ -112,7 +112,9 @@ def study(out: Path, names: list[str], n: int, evals: int) -> pd.DataFrame:
             )
         grid = out / "grids" / f"{name}.png"
         if not grid.is_file():
-            samples = sample_main(cfg.run_dir, dict(num_samples=8), out=cfg.run_dir / "grid")
+            train, changes = split_sampling(cfg)
+            run = train.run_dir
+            samples = sample_main(run, changes | dict(num_samples=8), out=run / "grid")
             grid.parent.mkdir(parents=True, exist_ok=True)
             grid.write_bytes((samples / "grid.png").read_bytes())
         write_csv(path, pd.DataFrame(rows))
