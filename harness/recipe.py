@@ -47,9 +47,12 @@ CANDIDATES: dict[str, tuple[str, int, dict]] = {
     "dit-latent": ("dit", 1500, DATA | OPTIM | GUIDED | LATENT | dict(size="small-p2")),
     "dit-latent-noguide": ("dit", 1500, DATA | OPTIM | LATENT | dict(size="small-p2")),
     "dit-latent-long": ("dit", 3000, DATA | OPTIM | GUIDED | LATENT | dict(size="small-p2")),
+    "dit-latent-6k": ("dit", 6000, DATA | OPTIM | GUIDED | LATENT | dict(size="small-p2")),
+    "dit-base-latent-6k": ("dit", 6000, DATA | OPTIM | GUIDED | LATENT | dict(size="base-p2")),
     "unet-pixel": ("unet", 1500, DATA | OPTIM | GUIDED | dict(size="lite")),
     "unet-latent": ("unet", 1500, DATA | OPTIM | GUIDED | LATENT | dict(size="lite")),
     "unet-latent-long": ("unet", 2000, DATA | OPTIM | GUIDED | LATENT | dict(size="lite")),
+    "unet-latent-6k": ("unet", 6000, DATA | OPTIM | GUIDED | LATENT | dict(size="lite")),
 }
 METRICS = ["fvd-md", "pa-md"]
 FVD_BAR = 4.0  # issue 17: vanilla's final FVD-md <= 4 x real vs real
