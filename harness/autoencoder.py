@@ -13,10 +13,6 @@ is stored with the weights). Gaussian noise added to the latents during training
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from harness.cached import cache_dir, digits, load_cached, recipe_key, save_cached
 from harness.data import MovingDigits
-from harness.metrics.evaluator import CACHE_ENV, DEFAULT_CACHE
 
 VERSION = 2  # bump when the network or training code changes: old caches are then ignored
 
@@ -49,20 +45,10 @@ class AutoencoderRecipe:
     seed: int = 7_001
 
     def key(self) -> str:
-        blob = json.dumps({**dataclasses.asdict(self), "version": VERSION}, sort_keys=True)
-        digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
-        return f"ae-s{self.size}-c{self.latent_channels}-{digest}"
+        return recipe_key(self, VERSION, f"ae-s{self.size}-c{self.latent_channels}")
 
-    def dataset(self, num_videos: int, seed: int, frames: int = 8) -> MovingDigits:
-        return MovingDigits(
-            num_videos=num_videos,
-            frames=frames,
-            size=self.size,
-            channels=1,
-            seed=seed,
-            max_digits=self.max_digits,
-            digit_size=self.digit_size,
-        )
+    def dataset(self, num_videos: int, seed: int) -> MovingDigits:
+        return digits(self, num_videos, seed, frames=8)
 
 
 def recipe_for(cfg) -> AutoencoderRecipe:
@@ -206,30 +192,18 @@ class TinyCodec:
         return torch.cat([self.decode(z).cpu() for z in latents.split(max(batch, 64))])
 
 
-def cache_dir(root: str | Path | None = None) -> Path:
-    return Path(root or os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser() / "autoencoder"
-
-
 def load_autoencoder(
     recipe: AutoencoderRecipe, root: str | Path | None = None, progress: bool = True
 ) -> TinyCodec:
     """The cached autoencoder for `recipe`; trains and caches it first if there is none."""
-    path = cache_dir(root) / f"{recipe.key()}.pt"
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("recipe") == dataclasses.asdict(recipe) and state.get("version") == VERSION:
-            return TinyCodec(recipe, state["state_dict"], state["info"])
+    path = cache_dir("autoencoder", root) / f"{recipe.key()}.pt"
+    state = load_cached(path, recipe, VERSION)
+    if state is not None:
+        return TinyCodec(recipe, state["state_dict"], state["info"])
     if progress:
         print(f"training the tiny autoencoder once ({recipe.steps} steps) -> {path}")
     state_dict, info = train_autoencoder(recipe, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(
-        {"recipe": dataclasses.asdict(recipe), "version": VERSION, "state_dict": state_dict,
-         "info": info},
-        tmp,
-    )  # fmt: skip
-    os.replace(tmp, path)
+    save_cached(path, recipe, VERSION, state_dict, info)
     if progress:
         print(f"autoencoder held-out: L1 {info['heldout_l1']:.4f}, PSNR {info['heldout_psnr']:.1f}")
     return TinyCodec(recipe, state_dict, info)

@@ -36,6 +36,16 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def write_torch(path: str | Path, obj: Any) -> Path:
+    """torch.save `obj` to `path` via a temporary file and an atomic rename."""
+    import torch
+
+    path = Path(path)
+    with _replacing(path, ".tmp") as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

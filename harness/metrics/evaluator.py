@@ -12,9 +12,6 @@ keyed by a hash of the recipe, written atomically, and reloaded on later calls.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness import cached
+from harness.cached import CACHE_ENV as CACHE_ENV  # re-exported: the variable the tests set
+from harness.cached import digits, load_cached, recipe_key, save_cached
 from harness.data import DIRECTIONS, MovingDigits
 from harness.metrics.agreement import NUM_DIGITS, caption_targets, prompt_agreement
 
-CACHE_ENV = "TPDIFF_CACHE"
-DEFAULT_CACHE = Path("~/.cache/tpdiff-harness")
 VERSION = 3  # bump when the network, training or cached info changes: old caches are ignored
 
 
@@ -48,20 +46,10 @@ class EvaluatorRecipe:
     digit_size: int = 12
 
     def key(self) -> str:
-        blob = json.dumps({**dataclasses.asdict(self), "version": VERSION}, sort_keys=True)
-        digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
-        return f"md-f{self.frames}-s{self.size}-{digest}"
+        return recipe_key(self, VERSION, f"md-f{self.frames}-s{self.size}")
 
     def dataset(self, num_videos: int, seed: int) -> MovingDigits:
-        return MovingDigits(
-            num_videos=num_videos,
-            frames=self.frames,
-            size=self.size,
-            channels=1,
-            seed=seed,
-            max_digits=self.max_digits,
-            digit_size=self.digit_size,
-        )
+        return digits(self, num_videos, seed)
 
 
 @dataclass(frozen=True)
@@ -263,17 +251,7 @@ class Evaluator:
 
 def cache_dir(root: str | Path | None = None) -> Path:
     """`root`, else $TPDIFF_CACHE, else ~/.cache/tpdiff-harness; the evaluator subfolder."""
-    return Path(root or os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser() / "evaluator"
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return cached.cache_dir("evaluator", root)
 
 
 def load_evaluator(
@@ -286,11 +264,9 @@ def load_evaluator(
     if there is none yet."""
     recipe = recipe or EvaluatorRecipe()
     path = cache_dir(root) / f"{recipe.key()}.pt"
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("recipe") == dataclasses.asdict(recipe) and state.get("version") == VERSION:
-            return Evaluator(recipe, state["state_dict"], state["info"], device)
-        print(f"ignoring {path}: written for another recipe or evaluator version")
+    state = load_cached(path, recipe, VERSION)
+    if state is not None:
+        return Evaluator(recipe, state["state_dict"], state["info"], device)
     if progress:
         print(f"training the moving-digits evaluator once ({recipe.steps} steps) -> {path}")
     state_dict, info = train_evaluator(recipe, progress=progress)
@@ -302,15 +278,7 @@ def load_evaluator(
     features = evaluator(videos)  # (heldout, dim) float64: the standardisation of KVD-md
     info["feature_mean"] = features.mean(0).tolist()
     info["feature_std"] = features.std(0).tolist()
-    _save_atomic(
-        {
-            "recipe": dataclasses.asdict(recipe),
-            "version": VERSION,
-            "state_dict": state_dict,
-            "info": info,
-        },
-        path,
-    )
+    save_cached(path, recipe, VERSION, state_dict, info)
     if progress:
         print(f"evaluator held-out agreement: {info['heldout']} ({info['train_time_s']:.0f} s)")
     return evaluator
