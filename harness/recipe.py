@@ -33,6 +33,7 @@ from harness.io import write_csv, write_text
 from harness.metrics import EvaluatorRecipe, MetricOptions
 from harness.sample import main as sample_main
 from harness.trials import BASELINES, TrialScale, split_sampling, train_and_score
+from harness.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "recipe"
 # the data and evaluator every candidate of the study shares: a 16x16 canvas, one 8-px digit
@@ -55,8 +56,7 @@ CANDIDATES: dict[str, tuple[str, int, dict]] = {
     "unet-latent-6k": ("unet", 6000, DATA | OPTIM | GUIDED | LATENT | dict(size="lite")),
 }
 METRICS = ["fvd-md", "pa-md"]
-FVD_BAR = 4.0  # issue 17: vanilla's final FVD-md <= 4 x real vs real
-PA_BAR = 0.4  # and its PA-md-digit >= 0.4
+FVD_BAR, PA_BAR = QUALITY_BAR_FVD, QUALITY_BAR_PA  # the bar of a model that learns
 
 
 def candidate_config(name: str, runs: Path, evals: int) -> Config:
@@ -128,6 +128,8 @@ def study(out: Path, names: list[str], n: int, evals: int) -> pd.DataFrame:
 
 def report_md(table: pd.DataFrame) -> str:
     final = table.sort_values("step").groupby("candidate").tail(1).sort_values("candidate")
+    missing = [name for name in CANDIDATES if name not in set(final.candidate)]
+    grids = [f"- `{c}`: ![{c}](grids/{c}.png)" for c in final.candidate]
     cols = ["candidate", "backbone", "size", "latent_channels", "steps", "guidance",
             "train_min", "FVD_md", "FVD_md_lo", "FVD_md_hi", "real_FVD_md", "noise_FVD_md",
             "fvd_over_real", "PA_md_digit", "chance_PA_md_digit", "meets_bar"]  # fmt: skip
@@ -143,6 +145,15 @@ def report_md(table: pd.DataFrame) -> str:
         "",
         final[cols].to_markdown(index=False, floatfmt=".3g"),
         "",
+        "`train_min` is the training wall time on this machine (2 cores, shared with other "
+        "work at times); `study_min` in the CSV adds scoring.",
+        "",
+        "Not run yet: " + (", ".join(f"`{m}`" for m in missing) or "none") + ".",
+        "",
+        "## Samples (final weights, 30 steps, one row per prompt)",
+        "",
+        *grids,
+        "",
     ]
     return "\n".join(lines)
 
@@ -157,11 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help=f"default {OUT}")
     parser.add_argument("--n", type=int, default=128, help="videos per score (default 128)")
     parser.add_argument("--evals", type=int, default=3, help="scored points per run")
+    parser.add_argument(
+        "--report", action="store_true", help="only redraw report.md from --out's recipe.csv"
+    )
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     unknown = set(args.candidates) - set(CANDIDATES)
     if unknown:
         parser.error(f"unknown candidates {sorted(unknown)}; choose from {list(CANDIDATES)}")
+    if args.report:
+        table = pd.read_csv(args.out / "recipe.csv")
+        write_text(args.out / "report.md", report_md(table))
+        return 0
     names = args.candidates or list(CANDIDATES)
     guarded(parser.prog, args.debug, lambda: study(args.out, names, args.n, args.evals))
     return 0

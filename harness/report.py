@@ -335,6 +335,30 @@ def verdict_table(found: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def quality_bar(summary: dict) -> pd.DataFrame:
+    """Each matched run's final quality against the bar a model that learns must clear
+    (verdicts.QUALITY_BAR_*: FVD-md at most that multiple of real vs real at the same n,
+    PA-md-digit at least that share), with how far it misses."""
+    real = summary.get("real_FVD-md")
+    rows = []
+    for b, entry in summary["backbones"].items():
+        for variant in ("vanilla", "tpdiff"):
+            fvd = entry.get(f"{variant}_final_{FINAL}")
+            pa = entry.get(f"{variant}_final_{AGREEMENT}")
+            if fvd is None or pa is None or not real:
+                continue
+            ratio = fvd / real
+            misses = []
+            if ratio > verdicts.QUALITY_BAR_FVD:
+                misses.append(f"FVD-md {ratio:.2f} x real > {verdicts.QUALITY_BAR_FVD:g}")
+            if pa < verdicts.QUALITY_BAR_PA:
+                misses.append(f"PA-md-digit {pa:.3f} < {verdicts.QUALITY_BAR_PA}")
+            rows.append(dict(backbone=b, variant=variant, **{FINAL: fvd}, fvd_over_real=ratio,
+                             **{AGREEMENT: pa}, meets_bar=not misses,
+                             misses="; ".join(misses) or "-"))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def _references_md(summary: dict) -> list[str]:
     n, nc = summary.get("n"), summary.get("n_curve")
     fmt = lambda k: "n/a" if summary.get(k) is None else f"{summary[k]:.4g}"  # noqa: E731
@@ -370,6 +394,14 @@ def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, su
         _md(verdict_table(summary["verdicts"])),
         "",
         *_references_md(summary),
+        "## Do the models learn?",
+        "",
+        f"The bar of a CPU recipe whose quality can be compared: final {FINAL} at most "
+        f"{verdicts.QUALITY_BAR_FVD:g} x real vs real at the same n, and {AGREEMENT} at least "
+        f"{verdicts.QUALITY_BAR_PA}.",
+        "",
+        _md(quality_bar(summary)),
+        "",
         f"Curves: **{metric}** at the curve n (lower is better; an unbiased kernel distance "
         f"when it is KVD-md). Final points: **{FINAL}** at the final n, with 90 % bootstrap "
         f"intervals (`-lo`, `-hi`); prompt agreement **{agreement}** (higher is better). `-md` "

@@ -14,13 +14,14 @@ rule that decided it. The rules, in the order they are applied:
 - **Training cost** (about 50 % of vanilla's cost to equal quality), AlgoPerf style: the
   target is the median of vanilla's last 3 curve points (a level it reaches and holds).
   Each run's cost to reach it is interpolated on its curve. TPDiff's interval comes from
-  the bootstrap bands, like against like: the low edge of its band reaching the target
-  made from the low edge of vanilla's band, and the same for the high edges. ratio = TPDiff's
-  cost to target / vanilla's. `not reproduced` (not reached) if TPDiff's curve never
-  reaches the target; `inconclusive` if the two bands overlap everywhere over the last
-  third of the cumulative-FLOPs range both runs cover (at equal cost the runs cannot be
-  told apart); then `reproduced` if the ratio's interval lies at or below RATIO_CLAIM,
-  `not reproduced` if it lies above, else `inconclusive`.
+  the bootstrap bands, like against like: both runs' low band edges reaching the target
+  made from vanilla's low edge, and the same for the high edges; it spans those two ratios
+  and the central one. ratio = TPDiff's cost to target / vanilla's. `not reproduced`
+  (not reached) if TPDiff's curve never reaches the target; `inconclusive` if the two
+  bands overlap everywhere over the last third of the cumulative-FLOPs range both runs
+  cover (at equal cost the runs cannot be told apart); then `reproduced` if the ratio's
+  interval lies at or below RATIO_CLAIM, `not reproduced` if it lies above, else
+  `inconclusive`.
 - **Alignment lowers FVD**: `reproduced` if the aligned run's final FVD-md interval lies
   below the unaligned one's and the gap exceeds the measured training-seed spread;
   `not reproduced` if it lies above by more than that spread; else `inconclusive`.
@@ -38,6 +39,8 @@ import numpy as np
 
 NOISE_SHARE = 0.25  # above this share of the noise reference's FVD-md: noise level
 CHANCE_MARGIN = 0.05  # PA-md-digit within this of chance: noise level
+QUALITY_BAR_FVD = 4.0  # a model that learns: final FVD-md <= this x real vs real (same n)
+QUALITY_BAR_PA = 0.4  # and PA-md-digit >= this
 SPEEDUP_CLAIM = 1.5
 RATIO_CLAIM = 0.65  # "about 50 %": TPDiff's cost to target at most this share of vanilla's
 LAST_THIRD = 2 / 3
@@ -164,22 +167,31 @@ def bands_overlap(a: Curve, b: Curve, points: int = 25) -> bool:
 
 def time_to_target(vanilla: Curve, tpdiff: Curve) -> dict:
     """Target (median of vanilla's last 3 points), each run's cost to reach it, the ratio
-    with TPDiff's band interval, and whether the bands overlap over the last third."""
+    with its interval, and whether the bands overlap over the last third.
+
+    The interval compares like with like: both runs at the optimistic edge of their bands
+    (each run's cost to reach the target made from vanilla's low band), then both at the
+    pessimistic edge; it spans those two ratios and the central one. A TPDiff edge that
+    never reaches its target makes the upper end infinite."""
     target = float(np.median(vanilla.q[-3:]))
     van = reach(vanilla.x, vanilla.q, target)
     tp = reach(tpdiff.x, tpdiff.q, target)
-    # like against like: both bands at their optimistic, then both at their pessimistic edge
-    tp_a = reach(tpdiff.x, tpdiff.lo, float(np.median(vanilla.lo[-3:])))
-    tp_b = reach(tpdiff.x, tpdiff.hi, float(np.median(vanilla.hi[-3:])))
-    reached = [c for c in (tp_a, tp_b) if c is not None]
-    tp_early = min(reached) if reached else None
-    tp_late = max(reached) if len(reached) == 2 else None
+    edges = []
+    for v_band, t_band in ((vanilla.lo, tpdiff.lo), (vanilla.hi, tpdiff.hi)):
+        edge_target = float(np.median(v_band[-3:]))
+        edges.append((reach(vanilla.x, v_band, edge_target), reach(tpdiff.x, t_band, edge_target)))
+    reached = [t for _, t in edges if t is not None]
     out = dict(target=target, vanilla_to_target=van, tpdiff_to_target=tp,
-               tpdiff_to_target_lo=tp_early, tpdiff_to_target_hi=tp_late,
+               tpdiff_to_target_lo=min(reached) if reached else None,
+               tpdiff_to_target_hi=max(reached) if len(reached) == 2 else None,
                overlap=bands_overlap(vanilla, tpdiff))  # fmt: skip
-    ratio = lambda c: None if c is None else c / van  # noqa: E731
-    out |= dict(ratio=ratio(tp), ratio_lo=ratio(tp_early),
-                ratio_hi=ratio(tp_late) if tp_late is not None else float("inf"))  # fmt: skip
+    ratio = None if tp is None or van is None else tp / van
+    ratios = [t / v for v, t in edges if t is not None and v]
+    if ratio is not None:
+        ratios.append(ratio)
+    missed = any(t is None for _, t in edges) or ratio is None
+    out |= dict(ratio=ratio, ratio_lo=min(ratios) if ratios else None,
+                ratio_hi=float("inf") if missed else max(ratios))  # fmt: skip
     return out
 
 

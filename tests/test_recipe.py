@@ -14,6 +14,15 @@ from harness.config import Config
 from harness.train import learning_rate
 
 
+def two_steps(tmp_path, name: str, **changes) -> Config:
+    """A 2-step DiT run on 16x16 frames with one 8-px digit, 4 frames."""
+    return Config(
+        backbone="dit", resolution=16, digit_size=8, max_digits=1, frames=4, num_videos=8,
+        steps=2, batch_size=2, warmup_steps=1, out_dir=str(tmp_path / "runs"), name=name,
+        device="cpu", sample_steps=3, **changes,
+    )  # fmt: skip
+
+
 def test_data_fields_reach_moving_digits():
     data = build_data(Config(resolution=16, digit_size=8, max_digits=1, num_videos=8, frames=4))
     assert data.digit_size == 8 and data.max_digits == 1
@@ -65,12 +74,7 @@ def test_latent_config_trains_and_samples_decoded_video(tmp_path, monkeypatch):
     monkeypatch.setattr(
         ae, "recipe_for", lambda cfg: dataclasses.replace(full(cfg), steps=2, batch_size=2, width=8)
     )
-    cfg = Config(
-        backbone="dit", size="small-p1", resolution=16, digit_size=8, max_digits=1, frames=4,
-        latent_channels=4, num_videos=8, steps=2, batch_size=2, warmup_steps=1,
-        out_dir=str(tmp_path / "runs"), name="latent", device="cpu", sample_steps=3,
-    )  # fmt: skip
-    run = main(cfg)
+    run = main(two_steps(tmp_path, "latent", size="small-p1", latent_channels=4))
     gen = generate(run, dict(num_samples=2), progress=False)
     assert gen.videos.shape == (2, 1, 4, 16, 16)
 
@@ -91,12 +95,7 @@ def test_cond_dropout_trains_and_guided_sampling_runs(tmp_path):
     from harness.sample import generate
     from harness.train import main
 
-    cfg = Config(
-        backbone="dit", size="tiny", resolution=16, digit_size=8, max_digits=1, frames=4,
-        num_videos=8, steps=2, batch_size=2, warmup_steps=1, cond_dropout=0.5,
-        out_dir=str(tmp_path / "runs"), name="cfg", device="cpu", sample_steps=3,
-    )  # fmt: skip
-    run = main(cfg)
+    run = main(two_steps(tmp_path, "cfg", size="tiny", cond_dropout=0.5))
     gen = generate(run, dict(num_samples=2, guidance=2.0), progress=False)
     assert gen.videos.shape == (2, 1, 4, 16, 16) and torch.isfinite(gen.videos).all()
 
@@ -125,3 +124,35 @@ def test_a_cosine_run_refuses_a_resume_with_other_steps_but_stops_and_resumes_ex
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="steps: 4 -> 8"):  # the schedule depends on steps
         main(chunked.replace(steps=8))
+
+
+def test_recipe_study_writes_its_table_grid_and_report_and_reuses_scores(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import harness.evaluate as evaluate
+    import harness.recipe as recipe
+    from harness.metrics import EvaluatorRecipe
+
+    monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
+    tiny = dict(recipe.DATA, size="tiny", batch_size=2, warmup_steps=1, num_videos=32)
+    monkeypatch.setattr(recipe, "CANDIDATES", {"tiny": ("dit", 4, tiny)})
+    quick = EvaluatorRecipe(
+        frames=8, size=16, max_digits=1, digit_size=8, steps=30, heldout=16, batch_size=8
+    )
+    monkeypatch.setattr(recipe, "EVALUATOR", quick)
+    table = recipe.study(tmp_path / "out", ["tiny"], n=8, evals=2)
+    assert list(table.step) == [2, 4] and set(table.candidate) == {"tiny"}
+    for col in ("FVD_md", "FVD_md_lo", "FVD_md_hi", "PA_md_digit", "real_FVD_md", "noise_FVD_md"):
+        assert table[col].notna().all(), col
+    assert (table.real_FVD_md < table.noise_FVD_md).all()
+    assert (tmp_path / "out" / "grids" / "tiny.png").stat().st_size > 0
+    assert "| tiny " in (tmp_path / "out" / "report.md").read_text()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a stored score was recomputed")
+
+    monkeypatch.setattr(evaluate, "score_checkpoint", fail)
+    again = recipe.study(tmp_path / "out", ["tiny"], n=8, evals=2)
+    pd.testing.assert_frame_equal(
+        again.drop(columns="study_min"), table.drop(columns="study_min")
+    )

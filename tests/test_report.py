@@ -142,3 +142,19 @@ def test_report_sets_figures_beside_the_committed_reference(tmp_path):
     build(ref)
     build(mine, reference=ref)
     assert "Not comparable" in (mine / "report.md").read_text()
+
+
+def test_quality_bar_says_who_learns_and_how_far_the_others_miss():
+    from harness.report import quality_bar
+
+    summary = {
+        "real_FVD-md": 1000.0,
+        "backbones": {
+            "dit": {"vanilla_final_FVD-md": 2500.0, "vanilla_final_PA-md-digit": 0.8,
+                    "tpdiff_final_FVD-md": 5000.0, "tpdiff_final_PA-md-digit": 0.3},
+        },
+    }  # fmt: skip
+    bar = quality_bar(summary).set_index("variant")
+    assert bar.loc["vanilla", "meets_bar"] and bar.loc["vanilla", "fvd_over_real"] == 2.5
+    assert not bar.loc["tpdiff", "meets_bar"]
+    assert bar.loc["tpdiff", "misses"] == "FVD-md 5.00 x real > 4; PA-md-digit 0.300 < 0.4"

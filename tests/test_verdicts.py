@@ -93,3 +93,18 @@ def test_renoise_verdicts():
     assert v.renoise("dit", off, on, [None]).verdict == "not reproduced"
     assert v.renoise("dit", on, Estimate(0.14, 0.1, 0.2), [None]).verdict == "inconclusive"
     assert v.renoise("dit", on, off, ["noise level"]).verdict == "inconclusive"
+
+
+def test_the_ratio_interval_holds_the_ratio_and_compares_edges_like_with_like():
+    # TPDiff's band is narrower than vanilla's: its edges reach their targets at other
+    # costs than its centre, yet the interval must contain the central ratio
+    x = np.arange(1, 9, dtype=float)
+    q = np.array([40, 30, 22, 16, 12, 10.5, 10, 10])
+    vanilla = Curve(x, q, q - 3, q + 3)
+    tp = Curve(x / 2, q, q - 0.5, q + 0.5)
+    t = v.time_to_target(vanilla, tp)
+    assert t["ratio"] == pytest.approx(0.5)
+    assert t["ratio_lo"] <= t["ratio"] <= t["ratio_hi"]
+    # like with like: a TPDiff that is vanilla's curve exactly gives ratio 1 at every edge
+    same = v.time_to_target(vanilla, vanilla)
+    assert same["ratio_lo"] == same["ratio"] == same["ratio_hi"] == 1.0
