@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from harness import report
+from harness import cpu_recipe, report
 from harness.config import Config
 from harness.cost import PAIRS, cost_tables, setup_for
 from harness.evaluate import metrics_key, reference_scores, reference_videos, score_or_reuse
@@ -83,40 +83,21 @@ SCALES: dict[str, PaperScale] = {
         ),
         evaluator=EvaluatorRecipe(frames=8, steps=30, heldout=64, batch_size=16),
     ),
-    # the CPU reference recipe (results/recipe/report.md): 16x16 canvas, one 8 px digit, 8
-    # frames, diffusion on the tiny autoencoder's 8x8x2 latents, cosine lr, EMA with warmup,
-    # classifier-free guidance 3; the DiT pair is trained again with seed 1 (seed spread).
-    # Steps per backbone from the study: the DiT reaches PA-md-digit 0.80 at 6,000 steps
-    # (0.12 at 1,500), the UNet 0.78 at 1,500.
+    # the CPU reference recipe (harness.cpu_recipe); the DiT pair is trained again with
+    # seed 1 (seed spread)
     "cpu": PaperScale(
-        steps=6000,
+        steps=max(cpu_recipe.STEPS.values()),
         evals=8,
         eval_samples=64,
-        final_samples=128,
+        final_samples=cpu_recipe.N,
         grid_samples=8,
         device="cpu",
         align_ablation=("dit",),
         seed_runs=("dit",),
-        sizes={"dit": "small-p2", "unet": "lite"},
-        backbone_steps={"dit": 6000, "unet": 3000},
-        overrides=dict(
-            resolution=16,
-            digit_size=8,
-            max_digits=1,
-            frames=8,
-            latent_channels=2,
-            latent_down=1,
-            batch_size=16,
-            lr=2e-3,
-            lr_schedule="cosine",
-            warmup_steps=50,
-            ema_decay=0.999,
-            cond_dropout=0.1,
-            guidance=3.0,
-        ),  # fmt: skip
-        evaluator=EvaluatorRecipe(
-            frames=8, size=16, max_digits=1, digit_size=8, width=8, embed_dim=32
-        ),
+        sizes=cpu_recipe.SIZES,
+        backbone_steps=cpu_recipe.STEPS,
+        overrides=cpu_recipe.OVERRIDES,
+        evaluator=cpu_recipe.EVALUATOR,
     ),
     "gpu": PaperScale(
         steps=5000,

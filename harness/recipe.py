@@ -26,22 +26,20 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from harness import cpu_recipe
 from harness.cli import add_debug_flag, guarded
 from harness.config import Config
 from harness.evaluate import reference_scores
 from harness.io import write_csv, write_text
-from harness.metrics import EvaluatorRecipe, MetricOptions
+from harness.metrics import MetricOptions
 from harness.sample import main as sample_main
 from harness.trials import BASELINES, TrialScale, split_sampling, train_and_score
 from harness.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "recipe"
-# the data and evaluator every candidate of the study shares: a 16x16 canvas, one 8-px digit
-DATA = dict(resolution=16, digit_size=8, max_digits=1, frames=8)
-EVALUATOR = EvaluatorRecipe(frames=8, size=16, max_digits=1, digit_size=8, width=8, embed_dim=32)
-OPTIM = dict(batch_size=16, lr=2e-3, lr_schedule="cosine", warmup_steps=50, ema_decay=0.999)
-GUIDED = dict(cond_dropout=0.1, guidance=3.0)
-LATENT = dict(latent_channels=2, latent_down=1)
+# the data and evaluator every candidate shares, and the recipe's levers (harness.cpu_recipe)
+DATA, EVALUATOR, OPTIM = cpu_recipe.DATA, cpu_recipe.EVALUATOR, cpu_recipe.OPTIM
+GUIDED, LATENT = cpu_recipe.GUIDED, cpu_recipe.LATENT
 # name -> (backbone, steps, overrides on baselines/<backbone>-vanilla.toml)
 CANDIDATES: dict[str, tuple[str, int, dict]] = {
     "dit-pixel-p4": ("dit", 1500, DATA | OPTIM | GUIDED | dict(size="small-p4")),

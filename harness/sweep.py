@@ -62,9 +62,10 @@ import torch  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from harness import verdicts  # noqa: E402
 from harness.cli import add_debug_flag, guarded  # noqa: E402
 from harness.config import Config  # noqa: E402
-from harness.evaluate import metrics_key  # noqa: E402
+from harness.evaluate import metrics_key, reference_scores  # noqa: E402
 from harness.io import save_figure, write_json, write_text  # noqa: E402
 from harness.metrics import MetricOptions  # noqa: E402
 from harness.provenance import code_revision, move_aside, training_hash  # noqa: E402
@@ -428,6 +429,8 @@ def sweep(
     orphans = recover_orphans(study)
     if orphans:
         print(f"trials {orphans} lost their worker; marked failed and queued again")
+    if "references" not in study.user_attrs:
+        study.set_user_attr("references", references(settings, out, options))
     objective = Objective(settings, out / "runs", options)
     budget = Budget(trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -453,6 +456,24 @@ def sweep(
     finally:
         bar.close()
     return write_report(study, out)
+
+
+def references(settings: SweepSettings, out: Path, options: MetricOptions) -> dict:
+    """The scores that say what a trial's FVD-md means, at the trials' n on their data (kept
+    in <out>/references.csv): real vs real from disjoint seeds (the best reachable), uniform
+    noise vs real (learned nothing) and chance PA-md-digit (captions ignored)."""
+    scale = SCALES[settings.scale]
+    base = trial_config(scale, out / "runs")
+    refs = reference_scores(out / "references.csv", base, scale.eval_samples, options, METRICS)
+    real, noise, chance = refs["real"], refs["noise"], refs["chance"]
+    return {
+        "n": scale.eval_samples,
+        "real_FVD-md": float(real[QUALITY]),
+        "real_FVD-md-lo": float(real[f"{QUALITY}-lo"]),
+        "real_FVD-md-hi": float(real[f"{QUALITY}-hi"]),
+        "noise_FVD-md": float(noise[QUALITY]),
+        "chance_PA-md-digit": float(chance["PA-md-digit"]),
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -558,13 +579,25 @@ def write_report(study: optuna.Study, out: Path) -> dict:
         "objectives": names,
         "trials": {k: int(v) for k, v in counts.items()},
         "spent": spent(study.get_trials(deepcopy=False)),
-        "pareto": [dict(number=t.number, params=t.params, values=t.values) for t in front],
+        "pareto": [
+            dict(
+                number=t.number,
+                params=t.params,
+                values=t.values,
+                **{k: t.user_attrs.get(k) for k in ("FVD-md-lo", "FVD-md-hi", "PA-md-digit")},
+            )
+            for t in front
+        ],
+        "references": study.user_attrs.get("references"),
         "reference": None,
         "plots": plots,
     }
     if reference is not None:
         summary["reference"] = dict(
-            number=reference.number, params=reference.params, values=reference.values
+            number=reference.number,
+            params=reference.params,
+            values=reference.values,
+            **{k: reference.user_attrs.get(k) for k in ("FVD-md-lo", "FVD-md-hi", "PA-md-digit")},
         )
     write_json(out / "summary.json", summary)
     write_text(out / "report.md", _report_md(summary, frame, plots))
@@ -572,6 +605,7 @@ def write_report(study: optuna.Study, out: Path) -> dict:
 
 
 def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
+    refs = summary.get("references")
     lines = [
         f"# Stage-boundary sweep `{summary['study']}`",
         "",
@@ -579,30 +613,72 @@ def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
         f"{', '.join(summary['objectives'])}. Trials by state: {summary['trials']}; "
         f"spent budget: {summary['spent']}.",
         "",
-        "## Pareto front",
-        "",
     ]
+    if refs:
+        lines += [
+            f"What the scores mean, at the trials' n = {refs['n']} on their data: FVD-md of real "
+            f"vs real (disjoint seeds) {refs['real_FVD-md']:.4g} [{refs['real_FVD-md-lo']:.4g}, "
+            f"{refs['real_FVD-md-hi']:.4g}], of uniform noise vs real {refs['noise_FVD-md']:.4g}"
+            f"; chance PA-md-digit {refs['chance_PA-md-digit']:.3g}. A trial `learns` when its "
+            f"FVD-md is <= {verdicts.QUALITY_BAR_FVD:g} x real vs real and its PA-md-digit >= "
+            f"{verdicts.QUALITY_BAR_PA:g}; `[lo, hi]` is the 90 % bootstrap interval.",
+            "",
+        ]
+    lines += ["## Pareto front", ""]
+    quality, cost = summary["objectives"]
+
+    def row(p: dict) -> dict:
+        fvd = p["values"][0]
+        out = dict(trial=p["number"], **p["params"], **{quality: fvd})
+        if p.get("FVD-md-lo") is not None:
+            out["[lo, hi]"] = f"[{p['FVD-md-lo']:.4g}, {p['FVD-md-hi']:.4g}]"
+        out["PA-md-digit"] = p.get("PA-md-digit")
+        if refs and p.get("PA-md-digit") is not None:
+            out["learns"] = learns(fvd, p["PA-md-digit"], refs)
+        return out | {cost: p["values"][1]}
+
     if summary["pareto"]:
-        front = pd.DataFrame(
-            [
-                dict(
-                    trial=p["number"],
-                    **p["params"],
-                    **dict(zip(summary["objectives"], p["values"])),
-                )
-                for p in summary["pareto"]
-            ]  # fmt: skip
-        )
+        front = pd.DataFrame([row(p) for p in summary["pareto"]])
         lines += [front.to_markdown(index=False, floatfmt=".4g"), ""]
         lines += ["Ready-to-run configs: `best/trial_NNNN.toml`.", ""]
     else:
         lines += ["No finished trial yet.", ""]
-    if summary["reference"]:
-        ref = summary["reference"]
+    ref = summary["reference"]
+    if ref:
         values = ", ".join(f"{n} {v:.4g}" for n, v in zip(summary["objectives"], ref["values"]))
         lines += [f"Paper's equal split (trial {ref['number']}): {values}.", ""]
+        if ref.get("FVD-md-lo") is not None and summary["pareto"]:
+            lines += [resolution_note(summary["pareto"], ref), ""]
     lines += [f"![{p}]({p})" for p in plots] + ["", "All trials: [trials.csv](trials.csv)", ""]
     return "\n".join(lines)
+
+
+def learns(fvd: float, pa_digit: float, refs: dict) -> bool:
+    """The quality bar of a model that learns (harness.verdicts), at the references' n."""
+    return fvd <= verdicts.QUALITY_BAR_FVD * refs["real_FVD-md"] and (
+        pa_digit >= verdicts.QUALITY_BAR_PA
+    )
+
+
+def resolution_note(front: list[dict], ref: dict) -> str:
+    """Whether the front's quality differs from the equal split's beyond the bootstrap
+    noise at this n: a front trial is resolved when the 90 % intervals do not overlap."""
+    apart = [
+        p["number"]
+        for p in front
+        if p["number"] != ref["number"]
+        and p.get("FVD-md-lo") is not None
+        and (p["FVD-md-hi"] < ref["FVD-md-lo"] or p["FVD-md-lo"] > ref["FVD-md-hi"])
+    ]
+    if apart:
+        return (
+            f"Front trials whose FVD-md interval does not overlap the equal split's: {apart}; "
+            "the other front trials differ from it on quality by less than the noise at this n."
+        )
+    return (
+        "No front trial's FVD-md interval is clear of the equal split's: at this n the front "
+        "tells configs apart by cost, not by quality."
+    )
 
 
 # ----------------------------------------------------------------------------- CLI

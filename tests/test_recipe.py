@@ -153,6 +153,4 @@ def test_recipe_study_writes_its_table_grid_and_report_and_reuses_scores(tmp_pat
 
     monkeypatch.setattr(evaluate, "score_checkpoint", fail)
     again = recipe.study(tmp_path / "out", ["tiny"], n=8, evals=2)
-    pd.testing.assert_frame_equal(
-        again.drop(columns="study_min"), table.drop(columns="study_min")
-    )
+    pd.testing.assert_frame_equal(again.drop(columns="study_min"), table.drop(columns="study_min"))

@@ -133,6 +133,15 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monk
         assert (tmp_path / name).stat().st_size > 0
     best = sorted((tmp_path / "best").glob("trial_*.toml"))
     assert best and len(best) == len(summary["pareto"])
+    # the scores are put in context: references at the trials' n, intervals, PA-md-digit
+    refs = summary["references"]
+    assert refs["n"] == SCALES["tiny"].eval_samples
+    assert refs["real_FVD-md-lo"] <= refs["real_FVD-md"] <= refs["real_FVD-md-hi"]
+    assert refs["noise_FVD-md"] > refs["real_FVD-md"]
+    for p in summary["pareto"]:
+        assert p["FVD-md-lo"] <= p["values"][0] <= p["FVD-md-hi"]
+        assert 0 <= p["PA-md-digit"] <= 1
+    assert "real vs real" in (tmp_path / "report.md").read_text()
     for path in best:
         cfg = Config.from_file(path)
         assert cfg.method == "tpdiff" and len(cfg.jump_points) == 2
@@ -236,3 +245,19 @@ def test_two_workers_share_one_study(tmp_path, cache, kind):
     for t in complete:  # each finished trial's run was scored at every evaluation step
         evals = pd.read_csv(tmp_path / "runs" / t.user_attrs["run"] / "evals.csv")
         assert sorted(evals["step"].unique()) == [2, 4]
+
+
+def test_learns_is_the_quality_bar_at_the_references_n():
+    refs = {"real_FVD-md": 100.0}
+    assert sweep.learns(400.0, 0.4, refs)
+    assert not sweep.learns(401.0, 0.9, refs)  # too far from real vs real
+    assert not sweep.learns(150.0, 0.39, refs)  # ignores its captions
+
+
+def test_the_report_says_whether_the_front_is_resolved_on_quality():
+    ref = {"number": 0, "FVD-md-lo": 900.0, "FVD-md-hi": 1100.0}
+    clear = {"number": 3, "FVD-md-lo": 500.0, "FVD-md-hi": 800.0}
+    overlapping = {"number": 5, "FVD-md-lo": 1000.0, "FVD-md-hi": 1500.0}
+    assert "[3]" in sweep.resolution_note([ref, clear, overlapping], ref)
+    note = sweep.resolution_note([ref, overlapping], ref)
+    assert "by cost, not by quality" in note
