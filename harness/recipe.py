@@ -34,7 +34,7 @@ from harness.io import write_csv, write_text
 from harness.metrics import MetricOptions
 from harness.sample import main as sample_main
 from harness.trials import BASELINES, TrialScale, split_sampling, train_and_score
-from harness.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA
+from harness.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA, bar_misses
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "recipe"
 # the data and evaluator every candidate shares, and the recipe's levers (harness.cpu_recipe)
@@ -111,7 +111,7 @@ def study(out: Path, names: list[str], n: int, evals: int) -> pd.DataFrame:
                     noise_FVD_md=noise,
                     chance_PA_md_digit=refs["chance"]["PA-md-digit"],
                     fvd_over_real=fvd / real,
-                    meets_bar=fvd <= FVD_BAR * real and pa >= PA_BAR,
+                    meets_bar=not bar_misses(fvd, pa, real),
                     study_min=(time.perf_counter() - start) / 60,
                 )  # fmt: skip
             )

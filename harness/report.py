@@ -348,11 +348,7 @@ def quality_bar(summary: dict) -> pd.DataFrame:
             if fvd is None or pa is None or not real:
                 continue
             ratio = fvd / real
-            misses = []
-            if ratio > verdicts.QUALITY_BAR_FVD:
-                misses.append(f"FVD-md {ratio:.2f} x real > {verdicts.QUALITY_BAR_FVD:g}")
-            if pa < verdicts.QUALITY_BAR_PA:
-                misses.append(f"PA-md-digit {pa:.3f} < {verdicts.QUALITY_BAR_PA}")
+            misses = verdicts.bar_misses(fvd, pa, real)
             rows.append(dict(backbone=b, variant=variant, **{FINAL: fvd}, fvd_over_real=ratio,
                              **{AGREEMENT: pa}, meets_bar=not misses,
                              misses="; ".join(misses) or "-"))  # fmt: skip

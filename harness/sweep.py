@@ -634,7 +634,7 @@ def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
             out["[lo, hi]"] = f"[{p['FVD-md-lo']:.4g}, {p['FVD-md-hi']:.4g}]"
         out["PA-md-digit"] = p.get("PA-md-digit")
         if refs and p.get("PA-md-digit") is not None:
-            out["learns"] = learns(fvd, p["PA-md-digit"], refs)
+            out["learns"] = not verdicts.bar_misses(fvd, p["PA-md-digit"], refs["real_FVD-md"])
         return out | {cost: p["values"][1]}
 
     if summary["pareto"]:
@@ -651,13 +651,6 @@ def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
             lines += [resolution_note(summary["pareto"], ref), ""]
     lines += [f"![{p}]({p})" for p in plots] + ["", "All trials: [trials.csv](trials.csv)", ""]
     return "\n".join(lines)
-
-
-def learns(fvd: float, pa_digit: float, refs: dict) -> bool:
-    """The quality bar of a model that learns (harness.verdicts), at the references' n."""
-    return fvd <= verdicts.QUALITY_BAR_FVD * refs["real_FVD-md"] and (
-        pa_digit >= verdicts.QUALITY_BAR_PA
-    )
 
 
 def resolution_note(front: list[dict], ref: dict) -> str:

@@ -105,6 +105,18 @@ def wilson_low(share: float, n: int, z: float = Z90) -> float:
     return max(0.0, (centre - half) / (1 + z * z / n))
 
 
+def bar_misses(fvd: float, pa_digit: float, real_fvd: float) -> list[str]:
+    """How a final score misses the bar of a model that learns (FVD-md at most
+    QUALITY_BAR_FVD x real vs real at the same n, PA-md-digit at least QUALITY_BAR_PA);
+    empty when it clears it."""
+    misses = []
+    if fvd > QUALITY_BAR_FVD * real_fvd:
+        misses.append(f"FVD-md {fvd / real_fvd:.2f} x real > {QUALITY_BAR_FVD:g}")
+    if pa_digit < QUALITY_BAR_PA:
+        misses.append(f"PA-md-digit {pa_digit:.3f} < {QUALITY_BAR_PA}")
+    return misses
+
+
 def noise_level(
     fvd: float, noise_fvd: float, pa_digit: float, chance: float, run: str, n: int | None = None
 ) -> str | None:

@@ -247,13 +247,6 @@ def test_two_workers_share_one_study(tmp_path, cache, kind):
         assert sorted(evals["step"].unique()) == [2, 4]
 
 
-def test_learns_is_the_quality_bar_at_the_references_n():
-    refs = {"real_FVD-md": 100.0}
-    assert sweep.learns(400.0, 0.4, refs)
-    assert not sweep.learns(401.0, 0.9, refs)  # too far from real vs real
-    assert not sweep.learns(150.0, 0.39, refs)  # ignores its captions
-
-
 def test_the_report_says_whether_the_front_is_resolved_on_quality():
     ref = {"number": 0, "FVD-md-lo": 900.0, "FVD-md-hi": 1100.0}
     clear = {"number": 3, "FVD-md-lo": 500.0, "FVD-md-hi": 800.0}

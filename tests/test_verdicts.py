@@ -108,3 +108,12 @@ def test_the_ratio_interval_holds_the_ratio_and_compares_edges_like_with_like():
     # like with like: a TPDiff that is vanilla's curve exactly gives ratio 1 at every edge
     same = v.time_to_target(vanilla, vanilla)
     assert same["ratio_lo"] == same["ratio"] == same["ratio_hi"] == 1.0
+
+
+def test_the_quality_bar_of_a_model_that_learns():
+    assert v.bar_misses(400.0, 0.4, 100.0) == []
+    too_far = v.bar_misses(401.0, 0.9, 100.0)  # too far from real vs real
+    assert len(too_far) == 1 and too_far[0].startswith("FVD-md 4.01 x real")
+    ignores = v.bar_misses(150.0, 0.39, 100.0)  # ignores its captions
+    assert len(ignores) == 1 and ignores[0].startswith("PA-md-digit 0.390")
+    assert len(v.bar_misses(500.0, 0.1, 100.0)) == 2
