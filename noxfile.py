@@ -50,7 +50,7 @@ def gate(session: nox.Session) -> None:
     """Speed gate on TPDiff/vanilla ratios against results/baseline.json (`-- --update-baseline`
     to refresh it)."""
     session.install(TORCH, "-e", ".[dev]")
-    session.run("python", "-m", "harness.gate", *session.posargs)
+    session.run("python", "-m", "harness.measure.gate", *session.posargs)
 
 
 @nox.session

@@ -1,9 +1,9 @@
 """pytest-benchmark suite, apart from the unit tests: `python -m pytest benchmarks
 --benchmark-only` (or `nox -s bench`). Times of one machine, kept in .benchmarks/ for
 `--benchmark-compare`; the cross-machine regression check on TPDiff/vanilla ratios is
-`python -m harness.gate`. Each benchmark carries its MAC count in extra_info.
+`python -m harness.measure.gate`. Each benchmark carries its MAC count in extra_info.
 
-Setting: each backbone of harness.cost.PAIRS at size `small`, 16 frames at 32x32, the
+Setting: each backbone of harness.measure.cost.PAIRS at size `small`, 16 frames at 32x32, the
 paper's 3 uniform stages (frames 4 / 8 / 16) and 30 sampling steps, one thread.
 """
 
@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.backbones import build_backbone
-from harness.cost import PAIRS
-from harness.flops import count_macs, plan_macs
-from harness.pyramid import make_plan, uniform_plan
-from harness.sampling import sample
+from harness.engine.pyramid import make_plan, uniform_plan
+from harness.engine.sampler import sample
+from harness.measure.cost import PAIRS
+from harness.measure.flops import count_macs, plan_macs
+from harness.models.backbones import build_backbone
 
 FRAMES, SIZE, CHANNELS, TEXT_DIM, TEXT_LEN = 16, 32, 1, 64, 12
 STAGE_FRAMES = (4, 8, 16)

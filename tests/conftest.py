@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.pyramid import make_plan
+from harness.engine.pyramid import make_plan
 
 
 def random_valid_plans(form, num_frames, num_stages, upsample, count, seed):

@@ -1,4 +1,4 @@
-"""Named ablations and the shared train-and-score unit (`harness.trials`)."""
+"""Named ablations and the shared train-and-score unit (`harness.studies.trials`)."""
 
 import dataclasses
 import json
@@ -6,12 +6,13 @@ import json
 import pandas as pd
 import pytest
 
-import harness.ablate as ablate
-import harness.evaluate as evaluate
-import harness.train as train
-import harness.trials as trials
+import harness.pipeline.evaluate as evaluate
+import harness.pipeline.train as train
+import harness.studies.ablate as ablate
+import harness.studies.trials as trials
 from ablations import ABLATIONS, PAPER
 from harness.metrics.evaluator import load_evaluator
+from harness.pipeline.build import plan_for
 
 
 @pytest.mark.parametrize("scale", ["tiny", "cpu", "gpu"])
@@ -21,7 +22,7 @@ def test_every_variant_is_a_valid_config_difference(tmp_path, scale):
         base = trials.trial_config(trials.SCALES[scale], tmp_path).to_dict()
         for label, changes in ablation.variants.items():
             cfg = trials.trial_config(trials.SCALES[scale], tmp_path, **changes)
-            plan = cfg.plan()  # raises on an invalid plan
+            plan = plan_for(cfg)  # raises on an invalid plan
             assert plan.num_frames == cfg.frames
             differs = {k for k, v in cfg.to_dict().items() if base[k] != v} - {"name"}
             assert differs == set(changes), (name, label)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from diffusers import UNetMotionModel, WanTransformer3DModel
 
-from harness.backbones import BACKBONES, VideoBackbone, build_backbone
+from harness.models.backbones import BACKBONES, VideoBackbone, build_backbone
 
 NAMES = sorted(BACKBONES)
 PYRAMID_FRAMES = (1, 2, 4, 8, 16)  # every frame count a temporal pyramid plan uses

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import harness.evaluate as evaluate
-import harness.run as run
-import harness.sample as sample
-import harness.sweep as sweep
-import harness.train as train
+import harness.pipeline.evaluate as evaluate
+import harness.pipeline.sample as sample
+import harness.pipeline.train as train
+import harness.studies.runner as run
+import harness.studies.sweep as sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 

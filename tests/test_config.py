@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import METHOD_FIELDS, Config
+from harness.common.config import METHOD_FIELDS, Config
+from harness.pipeline.build import plan_for
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 
@@ -51,13 +52,13 @@ def test_config_round_trips():
 
 
 def test_plans_from_config():
-    assert Config(method="vanilla").plan().steps == (30,)
-    plan = Config().plan()
+    assert plan_for(Config(method="vanilla")).steps == (30,)
+    plan = plan_for(Config())
     assert plan.steps == (10, 10, 10) and plan.jump_points == pytest.approx((2 / 3, 1 / 3))
-    plan = Config(num_stages=2, jump_points=(0.6,), stage_steps=(4, 11)).plan()
+    plan = plan_for(Config(num_stages=2, jump_points=(0.6,), stage_steps=(4, 11)))
     assert plan.steps == (4, 11) and [s.frames for s in plan.stages] == [8, 16]
     with pytest.raises(ValueError, match="not divisible by 2\\^\\(K-1\\)=8"):
-        Config(num_stages=4, frames=12).plan()
+        plan_for(Config(num_stages=4, frames=12))
 
 
 def test_non_finite_or_negative_rates_are_refused():
@@ -78,8 +79,8 @@ def test_baseline_pairs_differ_only_in_method_fields(backbone):
     differing = {k for k in a if a[k] != b[k]}
     assert differing <= set(METHOD_FIELDS), differing - set(METHOD_FIELDS)
     assert vanilla.method == "vanilla" and tpdiff.method == "tpdiff"
-    assert vanilla.plan().num_stages == 1 and tpdiff.plan().num_stages == 3
-    assert vanilla.plan().total_steps == tpdiff.plan().total_steps
+    assert plan_for(vanilla).num_stages == 1 and plan_for(tpdiff).num_stages == 3
+    assert plan_for(vanilla).total_steps == plan_for(tpdiff).total_steps
     assert vanilla.backbone == backbone
 
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from harness.cost import CostSetup, measure_costs
-from harness.flops import plan_macs
-from harness.pyramid import make_plan, uniform_plan
+from harness.engine.pyramid import make_plan, uniform_plan
+from harness.measure.cost import CostSetup, measure_costs
+from harness.measure.flops import plan_macs
 
 
 @pytest.mark.parametrize("backbone,form", [("dit", "flow"), ("unet", "ddim")])

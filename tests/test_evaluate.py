@@ -6,9 +6,9 @@ import pytest
 import torch
 from test_metrics_evaluator import TINY
 
-import harness.evaluate as evaluate
-import harness.train as train
-from harness.config import Config
+import harness.pipeline.evaluate as evaluate
+import harness.pipeline.train as train
+from harness.common.config import Config
 from harness.data import MovingDigits, collate
 from harness.metrics import MetricOptions
 
@@ -109,8 +109,9 @@ def test_cli(tmp_path, capsys):
 
 def test_default_outputs_are_git_ignored():
     """Ad-hoc and first-run outputs land where git ignores them; committed results stay."""
-    from harness import run, sweep
-    from harness.config import Config
+    from harness.common.config import Config
+    from harness.studies import runner as run
+    from harness.studies import sweep
 
     paths = [
         evaluate.DEFAULT_OUT,

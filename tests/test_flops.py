@@ -4,9 +4,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.backbones import build_backbone
-from harness.flops import count_macs, expected_training_macs, plan_macs, speedup_bound
-from harness.pyramid import make_plan, uniform_plan
+from harness.engine.pyramid import make_plan, uniform_plan
+from harness.measure.flops import count_macs, expected_training_macs, plan_macs, speedup_bound
+from harness.models.backbones import build_backbone
 
 
 class AttentionBlock(nn.Module):

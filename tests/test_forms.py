@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
-from harness.forms import FORMS, get_form
+from harness.engine.forms import FORMS, get_form
 
 
 @pytest.mark.parametrize("name", sorted(FORMS))

@@ -2,7 +2,7 @@
 
 import json
 
-import harness.gate as gate
+import harness.measure.gate as gate
 
 FIGURES = {
     "dit": {

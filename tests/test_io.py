@@ -1,6 +1,6 @@
 import pytest
 
-from harness.io import write_json, write_text
+from harness.common.io import write_json, write_text
 
 
 def test_failed_write_keeps_the_earlier_result(tmp_path, monkeypatch):
@@ -11,7 +11,7 @@ def test_failed_write_keeps_the_earlier_result(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("harness.io.os.replace", crash)
+    monkeypatch.setattr("harness.common.io.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         write_json(path, {"speedup": 0.1})
     assert path.read_text() == before

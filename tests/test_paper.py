@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-import harness.evaluate as evaluate
-import harness.paper as paper
-from harness.config import METHOD_FIELDS
-from harness.provenance import FolderInUse
+import harness.pipeline.evaluate as evaluate
+import harness.studies.paper as paper
+from harness.common.config import METHOD_FIELDS
+from harness.pipeline.provenance import FolderInUse
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,15 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import save_tiny_clip, write_video_folder
 
-import harness.sample
-import harness.train as train
-from harness.build import build_model
-from harness.config import METHOD_FIELDS, Config
+import harness.pipeline.build
+import harness.pipeline.train as train
+from harness.common.config import METHOD_FIELDS, Config
 from harness.data import MovingDigits
-from harness.gpu import compile_backbone
-from harness.latents import LatentDataset, latent_frame_count, plan_frame_count
-from harness.pretrained import check_layout, load_codec
-from harness.sample import generate
+from harness.models.execution import compile_backbone
+from harness.models.latents import LatentDataset, latent_frame_count, plan_frame_count
+from harness.models.pretrained import check_layout, load_codec
+from harness.pipeline.build import build_model, plan_for
+from harness.pipeline.sample import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_CONFIGS = ROOT / "baselines" / "gpu"
@@ -141,7 +141,7 @@ def test_pipeline_encodes_trains_both_methods_samples_and_decodes(folders, tmp_p
         rows = [json.loads(line) for line in (runs[method] / "log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [1, 2]
         assert all(np.isfinite(r["loss"]) for r in rows)
-        frames = {s.frames for s in cfg.plan().stages}
+        frames = {s.frames for s in plan_for(cfg).stages}
         assert frames == ({4} if method == "vanilla" else {1, 2, 4})
         assert {r["frames"] for r in rows} <= frames
         weights = torch.load(runs[method] / "checkpoint.pt", weights_only=False)["model"]
@@ -184,7 +184,7 @@ def test_video_folder_latents_and_sampling_prompts_come_from_the_cache(
     def no_decoding(*args, **kwargs):
         raise AssertionError("sampling decoded the video folder again")
 
-    monkeypatch.setattr(harness.sample, "build_data", no_decoding)
+    monkeypatch.setattr(harness.pipeline.build, "build_data", no_decoding)
     gen = generate(run, progress=False)
     assert gen.captions == captions and gen.videos.shape == (2, 3, 4, 32, 32)
 
@@ -223,21 +223,22 @@ def test_latent_frame_rule_and_its_errors():
     ):
         plan_frame_count(81, 3, 4, True)
     base = dict(pretrained="/somewhere", channels=3)
-    assert Config(**base, frames=77).plan_frames == 20
-    assert [s.frames for s in Config(**base, frames=77).plan().stages] == [5, 10, 20]
+    assert plan_for(Config(**base, frames=77, method="vanilla")).num_frames == 20
+    assert [s.frames for s in plan_for(Config(**base, frames=77)).stages] == [5, 10, 20]
     with pytest.raises(ValueError, match="use frames=77 \\(20 latent\\) or frames=93"):
-        Config(**base, frames=81).plan()
-    assert Config(**base, frames=81, method="vanilla").plan().num_frames == 21
+        plan_for(Config(**base, frames=81))
+    assert plan_for(Config(**base, frames=81, method="vanilla")).num_frames == 21
+    # a pretrained config is checked where the run is built (here: its plan)
     with pytest.raises(ValueError, match="encodes 1 \\+ 4n video frames; use frames=77 or 81"):
-        Config(**base, frames=80)
+        plan_for(Config(**base, frames=80))
     with pytest.raises(ValueError, match="set form=flow"):
-        Config(**base, frames=77, form="ddim")
+        plan_for(Config(**base, frames=77, form="ddim"))
     with pytest.raises(ValueError, match="set channels=3"):
-        Config(pretrained="/somewhere", frames=77)
+        plan_for(Config(pretrained="/somewhere", frames=77))
     with pytest.raises(ValueError, match="text_encoder/ and tokenizer/"):
-        Config(**base, frames=77, text_encoder="/clip")
+        plan_for(Config(**base, frames=77, text_encoder="/clip"))
     animatediff = Config(**base, backbone="unet", form="ddim", frames=16)
-    assert [s.frames for s in animatediff.plan().stages] == [4, 8, 16]
+    assert [s.frames for s in plan_for(animatediff).stages] == [4, 8, 16]
 
 
 def test_missing_or_mismatched_folders_name_the_expected_layout(folders, tmp_path, monkeypatch):
@@ -347,9 +348,9 @@ def test_gpu_configs_are_matched_pairs_at_the_papers_setting(pipeline):
     a, b = vanilla.to_dict(), tpdiff.to_dict()
     assert {k for k in a if a[k] != b[k]} <= set(METHOD_FIELDS)
     assert (vanilla.name, tpdiff.name) == (f"{pipeline}-vanilla", f"{pipeline}-tpdiff")
-    assert vanilla.plan().num_stages == 1 and tpdiff.plan().num_stages == 3
-    assert vanilla.plan().total_steps == tpdiff.plan().total_steps == 30
+    assert plan_for(vanilla).num_stages == 1 and plan_for(tpdiff).num_stages == 3
+    assert plan_for(vanilla).total_steps == plan_for(tpdiff).total_steps == 30
     variable = {"wan": "${TPDIFF_WAN}", "animatediff": "${TPDIFF_ANIMATEDIFF}"}[pipeline]
     assert tpdiff.pretrained == variable and tpdiff.grad_checkpointing
-    frames = [s.frames for s in tpdiff.plan().stages]
+    frames = [s.frames for s in plan_for(tpdiff).stages]
     assert frames == ([5, 10, 20] if pipeline == "wan" else [4, 8, 16])

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.config import Config
-from harness.provenance import (
+from harness.common.config import Config
+from harness.pipeline.provenance import (
     FolderInUse,
     ResultIdentity,
     append_result,

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from harness.forms import FORMS
-from harness.pyramid import (
+from harness.engine.forms import FORMS
+from harness.engine.pyramid import (
     downsample,
     lambda_max,
     make_plan,

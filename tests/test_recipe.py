@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-import harness.autoencoder as ae
-from harness.backbones import build_backbone
-from harness.build import build_data
-from harness.config import Config
-from harness.train import learning_rate
+import harness.models.autoencoder as ae
+from harness.common.config import Config
+from harness.models.backbones import build_backbone
+from harness.pipeline.build import build_data
+from harness.pipeline.train import learning_rate
 
 
 def two_steps(tmp_path, name: str, **changes) -> Config:
@@ -51,7 +51,7 @@ def test_dit_patch_sizes_take_16x16_frames():
 
 
 def test_tiny_autoencoder_trains_caches_and_round_trips(tmp_path):
-    from harness.autoencoder import AutoencoderRecipe, load_autoencoder
+    from harness.models.autoencoder import AutoencoderRecipe, load_autoencoder
 
     recipe = AutoencoderRecipe(size=16, steps=3, batch_size=2, width=8, latent_channels=4, down=2)
     codec = load_autoencoder(recipe, tmp_path, progress=False)
@@ -66,8 +66,8 @@ def test_tiny_autoencoder_trains_caches_and_round_trips(tmp_path):
 
 
 def test_latent_config_trains_and_samples_decoded_video(tmp_path, monkeypatch):
-    from harness.sample import generate
-    from harness.train import main
+    from harness.pipeline.sample import generate
+    from harness.pipeline.train import main
 
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
     full = ae.recipe_for
@@ -80,7 +80,7 @@ def test_latent_config_trains_and_samples_decoded_video(tmp_path, monkeypatch):
 
 
 def test_guidance_scale_one_is_the_conditional_model_and_scales_extrapolate():
-    from harness.sample import guided
+    from harness.pipeline.sample import guided
 
     def model(x, u, ids):  # conditional output 2, unconditional 1 (ids all 0)
         return x * 0 + (ids.float().amax(1) > 0).float().view(-1, 1, 1, 1, 1) + 1
@@ -92,24 +92,42 @@ def test_guidance_scale_one_is_the_conditional_model_and_scales_extrapolate():
 
 
 def test_cond_dropout_trains_and_guided_sampling_runs(tmp_path):
-    from harness.sample import generate
-    from harness.train import main
+    from harness.pipeline.sample import generate
+    from harness.pipeline.train import main
 
     run = main(two_steps(tmp_path, "cfg", size="tiny", cond_dropout=0.5))
     gen = generate(run, dict(num_samples=2, guidance=2.0), progress=False)
     assert gen.videos.shape == (2, 1, 4, 16, 16) and torch.isfinite(gen.videos).all()
 
 
-def test_ema_decay_warms_up_to_its_target():
-    from harness.train import ema_decay
+def test_ema_warms_up_to_its_target_and_round_trips_through_a_checkpoint():
+    """Training's EMA (diffusers' EMAModel): the first update copies the weights, the n-th
+    later one averages with decay min(target, (1 + n) / (10 + n))."""
+    from diffusers.training_utils import EMAModel
 
-    assert ema_decay(0.999, 0) == pytest.approx(0.1)
-    assert ema_decay(0.999, 90) == pytest.approx(0.91)
-    assert ema_decay(0.999, 100_000) == 0.999
+    from harness.pipeline.train import ema_weights, load_ema
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = EMAModel(model.parameters(), decay=0.5, foreach=True)
+    expected = None
+    for n, value in enumerate([1.0, 3.0, 0.0, 2.0, 2.0]):
+        model.weight.data.fill_(value)
+        ema.step(model.parameters())
+        decay = 0.0 if n == 0 else min(0.5, (1 + n) / (10 + n))
+        expected = value if n == 0 else decay * expected + (1 - decay) * value
+        assert float(ema.shadow_params[0]) == pytest.approx(expected)
+    saved = {"ema": ema_weights(ema, model), "step": 5}
+    assert float(saved["ema"]["weight"]) == pytest.approx(expected)
+    again = EMAModel(model.parameters(), decay=0.5, foreach=True)
+    load_ema(again, model, saved)
+    model.weight.data.fill_(4.0)
+    ema.step(model.parameters())
+    again.step(model.parameters())
+    assert torch.equal(ema.shadow_params[0], again.shadow_params[0])  # resumed bit for bit
 
 
 def test_a_cosine_run_refuses_a_resume_with_other_steps_but_stops_and_resumes_exactly(tmp_path):
-    from harness.train import main
+    from harness.pipeline.train import main
 
     common = dict(backbone="dit", size="tiny", resolution=16, digit_size=8, max_digits=1,
                   frames=4, num_videos=8, batch_size=2, warmup_steps=1, lr_schedule="cosine",
@@ -129,8 +147,8 @@ def test_a_cosine_run_refuses_a_resume_with_other_steps_but_stops_and_resumes_ex
 def test_recipe_study_writes_its_table_grid_and_report_and_reuses_scores(tmp_path, monkeypatch):
     import pandas as pd
 
-    import harness.evaluate as evaluate
-    import harness.recipe as recipe
+    import harness.pipeline.evaluate as evaluate
+    import harness.studies.recipe as recipe
     from harness.metrics import EvaluatorRecipe
 
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))

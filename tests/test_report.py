@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.io import write_csv
-from harness.report import build, main
+from harness.common.io import write_csv
+from harness.studies.report import build, main
 
 VANILLA_KVD = [8, 6, 4, 3, 2, 1.5, 1, 1]
 
@@ -145,7 +145,7 @@ def test_report_sets_figures_beside_the_committed_reference(tmp_path):
 
 
 def test_quality_bar_says_who_learns_and_how_far_the_others_miss():
-    from harness.report import quality_bar
+    from harness.studies.report import quality_bar
 
     summary = {
         "real_FVD-md": 1000.0,

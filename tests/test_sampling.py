@@ -2,10 +2,10 @@ import pytest
 import torch
 from conftest import random_valid_plans
 
-from harness.forms import FORMS
-from harness.oracle import OracleDenoiser
-from harness.pyramid import jump, make_plan, stage_data, uniform_plan, upsample
-from harness.sampling import sample
+from harness.engine.forms import FORMS
+from harness.engine.oracle import OracleDenoiser
+from harness.engine.pyramid import jump, make_plan, stage_data, uniform_plan, upsample
+from harness.engine.sampler import sample
 
 
 @pytest.mark.parametrize("name", sorted(FORMS))

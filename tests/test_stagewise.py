@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from harness.forms import FORMS
-from harness.pyramid import make_plan, stage_data, uniform_plan, upsample
-from harness.stagewise import (
+from harness.engine.forms import FORMS
+from harness.engine.pyramid import make_plan, stage_data, uniform_plan, upsample
+from harness.engine.stagewise import (
     align_noise,
     draw_training_batch,
     stage_path,

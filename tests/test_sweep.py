@@ -16,10 +16,11 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-import harness.sweep as sweep
-from harness.config import Config
+import harness.studies.sweep as sweep
+from harness.common.config import Config
 from harness.metrics.evaluator import load_evaluator
-from harness.trials import SCALES
+from harness.pipeline.build import plan_for
+from harness.studies.trials import SCALES
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = sweep.SweepSettings(scale="tiny", prune_after=100)
@@ -66,7 +67,7 @@ def test_invalid_suggestions_name_the_problem(tmp_path):
     ok = optuna.trial.FixedTrial({"jump_1": 0.7, "jump_2": 0.3, "steps_1": 1, "steps_2": 2})
     cfg = sweep.suggest_config(ok, steps, tmp_path)
     assert cfg.jump_points == (0.7, 0.3) and cfg.stage_steps == (1, 2, 3)
-    assert cfg.plan().total_steps == 6
+    assert plan_for(cfg).total_steps == 6
 
 
 def _finished(number, cost, fvd_at):
@@ -120,7 +121,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monk
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(failed) == 1
     assert failed[0].user_attrs["error"] == "RuntimeError: CUDA out of memory (simulated)"
-    assert states.count(TrialState.COMPLETE) == 2 and summary["spent"] == 3
+    # the failure does not use the budget: the study goes on to 3 finished trials
+    assert states.count(TrialState.COMPLETE) == 3 and summary["spent"] == 3
     # the first trial is the paper's equal split, the reference point of the report
     first = study.trials[0]
     assert first.user_attrs["reference"] and first.params == pytest.approx(
@@ -216,8 +218,10 @@ def test_killed_sweep_resumes_from_stored_trials(tmp_path, cache):
     after = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
     assert {n: after[n] for n in before} == before  # kept, not redone
     orphan = trials[killed]
-    assert orphan.state == TrialState.FAIL and "died" in orphan.user_attrs["orphaned"]
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    study = load(storage, TINY.study_name)
+    assert orphan.state == TrialState.FAIL and "died" in study.user_attrs["orphaned"][str(killed)]
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    retry = [t for t in trials if retried(t) == killed]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == orphan.params
     assert sweep.spent(trials) == 4

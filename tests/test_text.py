@@ -2,7 +2,7 @@ import pytest
 import torch
 from tiny_models import save_tiny_clip
 
-from harness.text import LearnedTextEncoder, PretrainedTextEncoder, build_text_encoder
+from harness.models.text import LearnedTextEncoder, PretrainedTextEncoder, build_text_encoder
 
 
 def test_learned_encoder_tokenizes_words_deterministically():

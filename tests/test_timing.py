@@ -1,6 +1,6 @@
 import pytest
 
-from harness.timing import measure
+from harness.measure.timing import measure
 
 
 def test_measure_runs_warmup_then_repeats_and_summarises():

@@ -11,10 +11,11 @@ import pytest
 import torch
 from tiny_models import write_video_folder
 
-import harness.train as train
-from harness.config import Config
-from harness.sample import cli
-from harness.sample import main as sample_main
+import harness.pipeline.train as train
+from harness.common.config import Config
+from harness.pipeline.build import plan_for
+from harness.pipeline.sample import cli
+from harness.pipeline.sample import main as sample_main
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -242,7 +243,7 @@ def test_two_process_torchrun(tmp_path):
     rows = _log(run)
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["samples_seen"] == 12
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
-    probs = train.stage_probabilities(tiny(tmp_path).plan())
+    probs = train.stage_probabilities(plan_for(tiny(tmp_path)))
     shared = [int(torch.multinomial(probs, 1, generator=_shared(s))) for s in range(3)]
     assert [r["stage"] for r in rows] == shared
     with pytest.raises(ValueError, match="trained on 2 process\\(es\\) but this resume has 1"):

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness import cached
-from harness.cached import CACHE_ENV as CACHE_ENV  # re-exported: the variable the tests set
-from harness.cached import digits, load_cached, recipe_key, save_cached
 from harness.data import DIRECTIONS, MovingDigits
 from harness.metrics.agreement import NUM_DIGITS, caption_targets, prompt_agreement
+from harness.models import cached
+from harness.models.cached import CACHE_ENV as CACHE_ENV  # re-exported: the variable the tests set
+from harness.models.cached import digits, load_cached, recipe_key, save_cached
 
 VERSION = 3  # bump when the network, training or cached info changes: old caches are ignored
 

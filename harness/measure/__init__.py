@@ -1,0 +1,1 @@
+"""Cost accounting: FLOP counts (fvcore), the timing protocol, cost tables and the speed gate."""

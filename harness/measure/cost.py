@@ -1,0 +1,222 @@
+"""Cost of a backbone under a stage plan: MACs per stage (fvcore + attention),
+measured forward / training-step / sampling times, and the speedup bound.
+
+Conventions (also printed in every table): 1 MAC = one multiply-add (fvcore's
+"flop"); FLOPs = 2 x MACs; training-step FLOPs use forward + backward = 3 x
+forward; times follow `harness.measure.timing.measure` (warm-up, synchronize, median). The
+training step timed is the training loop's own (stage-wise noising with aligned noise,
+loss, backward, AdamW update), per stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from harness.engine.pyramid import StagePlan, make_plan, uniform_plan
+from harness.engine.sampler import sample
+from harness.engine.stagewise import draw_training_batch, stage_probabilities
+from harness.measure.flops import FlopCount, count_macs, expected_training_macs, plan_macs
+from harness.measure.timing import Timing, measure
+from harness.models.backbones import build_backbone
+from harness.models.codec import codec_for
+
+# each backbone with the form of its role in the paper (MiniFlux-vid: flow, AnimateDiff: DDIM)
+PAIRS = (("dit", "flow"), ("unet", "ddim"))
+
+CONVENTION = (
+    "1 MAC = one multiply-add (fvcore); FLOPs = 2 x MACs; attention (SDPA) counted; "
+    "training FLOPs = 3 x forward; times: median of repeats after warm-up"
+)
+
+
+@dataclass(frozen=True)
+class CostSetup:
+    backbone: str
+    size: str = "small"
+    form: str = "flow"
+    frames: int = 16
+    resolution: int = 32
+    channels: int = 1
+    text_dim: int = 64
+    text_len: int = 12
+    train_batch: int = 8
+    sample_batch: int = 1
+    repeats: int = 3
+
+
+class Probe:
+    """A randomly initialised backbone of `setup` on `device` and inputs for it."""
+
+    def __init__(self, setup: CostSetup, device: torch.device):
+        torch.manual_seed(0)
+        self.setup, self.device = setup, device
+        self.model = build_backbone(setup.backbone, setup.size, setup.channels, setup.text_dim,
+                                    setup.frames, setup.resolution).to(device)  # fmt: skip
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+
+    def video(self, batch: int, frames: int) -> torch.Tensor:
+        s = self.setup
+        return torch.randn(batch, s.channels, frames, s.resolution, s.resolution,
+                           device=self.device)  # fmt: skip
+
+    def cond(self, batch: int) -> torch.Tensor:
+        return torch.randn(batch, self.setup.text_len, self.setup.text_dim, device=self.device)
+
+    def inputs(self, batch: int, frames: int) -> tuple[torch.Tensor, ...]:
+        return self.video(batch, frames), torch.rand(batch, device=self.device), self.cond(batch)
+
+    def train_step(self, plan: StagePlan, stage: int, x0: torch.Tensor, cond: torch.Tensor):
+        """The training loop's step (harness.pipeline.train.train_step) on a bare backbone:
+        stage-wise noising with aligned noise, the loss, backward, the update."""
+        g = torch.Generator(device=self.device).manual_seed(0)
+        batch = draw_training_batch(self.setup.form, plan, x0, generator=g, stage=stage)
+        loss = F.mse_loss(self.model(batch.x_u, batch.u, cond), batch.target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+def forward_costs(probe: Probe, frames: list[int]) -> dict[int, tuple[FlopCount, Timing]]:
+    """{frames: (MACs of one sample, forward time at the sampling batch)}."""
+    s, out = probe.setup, {}
+    for f in sorted(set(frames)):
+        count = count_macs(probe.model, probe.inputs(1, f))
+        with torch.no_grad():
+            call = partial(probe.model, *probe.inputs(s.sample_batch, f))
+            out[f] = (count, measure(call, probe.device, repeats=s.repeats))
+    return out
+
+
+def training_step_times(probe: Probe, plan: StagePlan) -> list[Timing]:
+    """Time of one real training step in each stage of `plan` (full-rate videos in, the
+    stage's frames through the network) at the setup's training batch."""
+    s = probe.setup
+    x0, cond = probe.video(s.train_batch, s.frames), probe.cond(s.train_batch)
+    return [
+        measure(partial(probe.train_step, plan, k, x0, cond), probe.device, repeats=s.repeats)
+        for k in range(plan.num_stages)
+    ]
+
+
+def sampling_times(probe: Probe, plans: list[StagePlan]) -> list[Timing]:
+    """Time to sample one batch of videos with each plan (same noise seed)."""
+    s = probe.setup
+    shape = (s.sample_batch, s.channels, s.frames, s.resolution, s.resolution)
+    cond = probe.cond(s.sample_batch)
+
+    def run(plan: StagePlan):
+        g = lambda: torch.Generator(device=probe.device).manual_seed(0)  # noqa: E731
+        return lambda: sample(probe.model, s.form, plan, shape, cond=cond,
+                              device=probe.device, generator=g())  # fmt: skip
+
+    with torch.no_grad():
+        return [measure(run(p), probe.device, repeats=s.repeats) for p in plans]
+
+
+def stage_table(setup, plan, per_frames, steps: list[Timing], vanilla_step: Timing):
+    """A row per stage (MACs, forward and training-step times against the full rate) plus
+    a `total` row."""
+    full_macs, full_fwd = per_frames[setup.frames][0].macs, per_frames[setup.frames][1]
+    rows = []
+    for s, p, step in zip(plan.stages, stage_probabilities(plan).tolist(), steps):
+        count, fwd = per_frames[s.frames]
+        rows.append(dict(
+            backbone=setup.backbone, stage=str(s.index), frames=s.frames, steps=s.steps,
+            train_prob=p, macs=count.macs, flops=count.flops,
+            attention_share=count.attention_share, macs_vs_full=count.macs / full_macs,
+            forward_ms=1e3 * fwd.median_s, forward_vs_full=fwd.median_s / full_fwd.median_s,
+            train_step_ms=1e3 * step.median_s,
+            train_step_vs_full=step.median_s / vanilla_step.median_s,
+            plan_macs=s.steps * count.macs,
+        ))  # fmt: skip
+    table = pd.DataFrame(rows)
+    total = {c: "" for c in table.columns} | dict(
+        backbone=setup.backbone,
+        stage="total",
+        steps=int(table.steps.sum()),
+        plan_macs=int(table.plan_macs.sum()),
+    )
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def measure_costs(
+    setup: CostSetup, plan: StagePlan, device: torch.device
+) -> tuple[pd.DataFrame, dict]:
+    """Per-stage rows (plus a `total` row) and plan-level figures for `plan` vs vanilla."""
+    probe = Probe(setup, device)
+    vanilla = make_plan(setup.form, setup.frames, (), (plan.total_steps,))
+    per_frames = forward_costs(probe, [s.frames for s in plan.stages] + [setup.frames])
+    steps = training_step_times(probe, plan)
+    (vanilla_step,) = training_step_times(probe, vanilla)
+    t_vanilla, t_tpdiff = sampling_times(probe, [vanilla, plan])
+    macs = {f: count.macs for f, (count, _) in per_frames.items()}
+    bound = plan_macs(macs, vanilla) / plan_macs(macs, plan)
+    speedup = t_vanilla.median_s / t_tpdiff.median_s
+    probs = stage_probabilities(plan).tolist()
+    measured_step = sum(p * t.median_s for p, t in zip(probs, steps))
+    summary = dict(
+        backbone=setup.backbone,
+        form=setup.form,
+        frames=setup.frames,
+        plan=plan.to_dict(),
+        vanilla_plan_macs=plan_macs(macs, vanilla),
+        tpdiff_plan_macs=plan_macs(macs, plan),
+        flop_ratio_bound=bound,
+        vanilla_sampling_s=t_vanilla.median_s,
+        tpdiff_sampling_s=t_tpdiff.median_s,
+        sampling_spread=max(t_vanilla.spread, t_tpdiff.spread),
+        inference_speedup=speedup,
+        measured_over_bound=speedup / bound,
+        training_step_flop_ratio=expected_training_macs(macs, plan)
+        / expected_training_macs(macs, vanilla),
+        training_step_cost_ratio=measured_step / vanilla_step.median_s,
+        peak_memory_bytes=max(t_vanilla.peak_memory, t_tpdiff.peak_memory),
+    )
+    return stage_table(setup, plan, per_frames, steps, vanilla_step), summary
+
+
+def setup_for(cfg) -> CostSetup:
+    """The CostSetup of a training config: its backbone and size at the shape the backbone
+    sees (through its codec: video, or latents), its frame count and text width."""
+    channels, frames, size, _ = codec_for(cfg, progress=False).latent_shape(
+        cfg.frames, cfg.resolution
+    )
+    return CostSetup(
+        backbone=cfg.backbone,
+        size=cfg.size,
+        form=cfg.form,
+        frames=frames,
+        resolution=size,
+        channels=channels,
+        text_dim=cfg.text_dim,
+        text_len=cfg.text_len,
+        train_batch=cfg.batch_size,
+    )
+
+
+def cost_tables(
+    device: torch.device,
+    size: str = "small",
+    frames: int = 16,
+    num_stages: int = 3,
+    total_steps: int = 30,
+    setups: list[CostSetup] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-stage rows of every backbone (uniform `num_stages` plan) and one row of plan-level
+    figures per backbone (bound, measured speedup, training-step ratios). `setups`: the
+    backbones as configured (e.g. `setup_for` of the suite's runs), else every backbone of
+    PAIRS at `size` and `frames`."""
+    if setups is None:
+        setups = [CostSetup(backbone=b, size=size, form=f, frames=frames) for b, f in PAIRS]
+    tables, summaries = [], []
+    for setup in setups:
+        plan = uniform_plan(setup.form, setup.frames, num_stages, total_steps=total_steps)
+        table, summary = measure_costs(setup, plan, device)
+        tables.append(table)
+        summaries.append({k: v for k, v in summary.items() if k != "plan"})
+    return pd.concat(tables, ignore_index=True), pd.DataFrame(summaries)

@@ -1,0 +1,266 @@
+"""Latent space: a frozen VAE between videos and the backbone, and the on-disk latent cache.
+
+A pretrained pipeline trains and samples on normalised VAE latents (B, C, F', h, w);
+the temporal pyramid acts on latent frames F'. Two VAEs are supported:
+
+- `AutoencoderKLWan` (Wan2.1): temporal compression 4 with a causal first frame,
+  1 + 4n video frames <-> 1 + n latent frames; z = (mean - latents_mean) / latents_std.
+- `AutoencoderKL` (SD1.5 / AnimateDiff): per-frame 2D, F' = F; z = scaling_factor * mean.
+
+Rule for the plan (`plan_frame_count`): the plan's frame count IS the latent count
+F', so a K-stage plan needs F' divisible by 2^(K-1). For Wan that means
+frames = 1 + 4 (F' - 1) video frames with F' a multiple of 2^(K-1), e.g. 77 frames
+(20 latent) for K = 3. The causal first latent frame is treated like any other
+(averaged with latent frame 1 by Down, repeated by Up).
+
+Latents are the posterior mean (no sampling), encoded once per (VAE, data config),
+stored as float16 in `<key>.npy` (memory-mapped when read) plus `<key>.json`
+(captions, labels, provenance); the JSON is written last, so its presence marks a
+complete cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from harness.common.io import write_text
+
+# backbone -> (temporal compression, causal first frame) of its pretrained pipeline's VAE
+VAE_FRAMES = {"dit": (4, True), "unet": (1, False)}
+
+
+def latent_frame_count(frames: int, temporal: int, causal: bool) -> int:
+    """Latent frames of a `frames`-frame video; ValueError when the VAE cannot take it."""
+    if temporal == 1:
+        return frames
+    if causal:
+        if (frames - 1) % temporal:
+            n = (frames - 1) // temporal
+            raise ValueError(
+                f"frames={frames}: this VAE (temporal compression {temporal}, causal first frame) "
+                f"encodes 1 + {temporal}n video frames; use frames={1 + temporal * n} or "
+                f"{1 + temporal * (n + 1)}"
+            )
+        return 1 + (frames - 1) // temporal
+    if frames % temporal:
+        raise ValueError(
+            f"frames={frames} must be a multiple of the VAE's temporal factor {temporal}"
+        )
+    return frames // temporal
+
+
+def video_frame_count(latent: int, temporal: int, causal: bool) -> int:
+    """Inverse of `latent_frame_count`: the video frames that encode to `latent` frames."""
+    if temporal == 1:
+        return latent
+    return 1 + temporal * (latent - 1) if causal else temporal * latent
+
+
+def plan_frame_count(frames: int, num_stages: int, temporal: int, causal: bool) -> int:
+    """The plan's frame count (latent frames) for `frames` video frames; ValueError, with the
+    nearest valid `frames`, when it is not divisible by 2^(num_stages - 1)."""
+    latent = latent_frame_count(frames, temporal, causal)
+    factor = 2 ** (num_stages - 1)
+    if latent % factor:
+        below, above = latent // factor * factor, (latent // factor + 1) * factor
+        options = [b for b in (below, above) if b > 0]
+        hint = " or ".join(
+            f"frames={video_frame_count(n, temporal, causal)} ({n} latent)" for n in options
+        )
+        raise ValueError(
+            f"frames={frames} video frames encode to {latent} latent frames and the temporal "
+            f"pyramid runs on latent frames: K={num_stages} stages need a latent count divisible "
+            f"by 2^(K-1)={factor}; use {hint}"
+        )
+    return latent
+
+
+def vae_geometry(kind: str, config) -> tuple[int, int, bool, int]:
+    """(channels, temporal factor, causal first frame, spatial factor) of a diffusers VAE of
+    class `kind` with `config` (its config.json as a dict), read without loading weights."""
+    if kind == "AutoencoderKLWan":
+        temporal = config.get("scale_factor_temporal", 4)
+        return config["z_dim"], temporal, True, config.get("scale_factor_spatial", 8)
+    if kind == "AutoencoderKL":
+        return config["latent_channels"], 1, False, 2 ** (len(config["block_out_channels"]) - 1)
+    raise ValueError(f"no latent codec for {kind}; use AutoencoderKLWan or AutoencoderKL")
+
+
+class LatentCodec:
+    """A frozen diffusers VAE: video (B, 3, F, H, W) in [-1, 1] <-> latents (B, C, F', h, w).
+
+    Attributes: `channels` (C), `temporal`, `causal`, `spatial` (compression factors),
+    `vae` (the diffusers module, eval mode, float32)."""
+
+    def __init__(self, vae: torch.nn.Module):
+        kind = type(vae).__name__
+        config = vae.config
+        self.channels, self.temporal, self.causal, self.spatial = vae_geometry(kind, config)
+        if kind == "AutoencoderKLWan":
+            self._mean = torch.tensor(config.latents_mean, dtype=torch.float32)
+            self._std = torch.tensor(config.latents_std, dtype=torch.float32)
+        else:
+            shift = config.shift_factor or 0.0
+            self._mean = torch.full((self.channels,), float(shift))
+            self._std = torch.full((self.channels,), 1.0 / config.scaling_factor)
+        self.kind = kind
+        self.vae = vae.requires_grad_(False).eval()
+
+    def to(self, device: torch.device | str) -> LatentCodec:
+        self.vae.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def latent_frames(self, frames: int) -> int:
+        return latent_frame_count(frames, self.temporal, self.causal)
+
+    def latent_shape(self, frames: int, size: int) -> tuple[int, int, int, int]:
+        """(C, F', h, w) of a (3, frames, size, size) video."""
+        if size % self.spatial:
+            raise ValueError(
+                f"resolution={size} is not divisible by the VAE's spatial factor {self.spatial}"
+            )
+        return (
+            self.channels,
+            self.latent_frames(frames),
+            size // self.spatial,
+            size // self.spatial,
+        )
+
+    def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        shape = (1, self.channels, 1, 1, 1)
+        return self._mean.to(like).reshape(shape), self._std.to(like).reshape(shape)
+
+    @torch.no_grad()
+    def encode(self, video: Tensor) -> Tensor:
+        """(B, 3, F, H, W) in [-1, 1] -> normalised posterior means (B, C, F', h, w), float32."""
+        b, _, f, _, _ = video.shape
+        x = video.to(self.device, torch.float32)
+        if self.kind == "AutoencoderKLWan":
+            z = self.vae.encode(x).latent_dist.mean
+        else:  # per frame: (B*F, 3, H, W)
+            frames = x.permute(0, 2, 1, 3, 4).flatten(0, 1)
+            z = self.vae.encode(frames).latent_dist.mean
+            z = z.unflatten(0, (b, f)).permute(0, 2, 1, 3, 4)
+        mean, std = self._stats(z)
+        return ((z - mean) / std).float()
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        """Normalised latents (B, C, F', h, w) -> video (B, 3, F, H, W) in [-1, 1], float32."""
+        z = latents.to(self.device, torch.float32)
+        mean, std = self._stats(z)
+        z = z * std + mean
+        b, _, f, _, _ = z.shape
+        if self.kind == "AutoencoderKLWan":
+            video = self.vae.decode(z).sample
+        else:
+            frames = self.vae.decode(z.permute(0, 2, 1, 3, 4).flatten(0, 1)).sample
+            video = frames.unflatten(0, (b, f)).permute(0, 2, 1, 3, 4)
+        return video.float().clamp(-1, 1)
+
+    def decode_batched(self, latents: Tensor, batch: int) -> Tensor:
+        """`decode` in chunks of `batch` videos, returned on CPU."""
+        return torch.cat([self.decode(z).cpu() for z in latents.split(batch)])
+
+
+class LatentDataset(Dataset):
+    """Cached latents: item -> {"video": (C, F', h, w) float32 latents, "caption", "labels"}.
+
+    Same item contract as the video datasets (the key stays "video" so the training
+    loop is unchanged); `channels`, `frames` and `size` describe the latents."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        self.path = path
+        self.latents = np.load(path, mmap_mode="r")  # (N, C, F', h, w) float16
+        meta = json.loads(path.with_suffix(".json").read_text())
+        self.captions, self.labels = meta["captions"], meta["labels"]
+        self.meta = meta
+        _, self.channels, self.frames, height, width = self.latents.shape
+        if height != width:
+            raise ValueError(f"{path}: latents must be square, got {height}x{width}")
+        self.size = height
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> dict:
+        latent = torch.from_numpy(np.asarray(self.latents[index], dtype=np.float32))
+        return {"video": latent, "caption": self.captions[index], "labels": self.labels[index]}
+
+
+def encode_to_cache(
+    path: Path,
+    make_videos: Callable[[], Dataset],
+    codec: LatentCodec,
+    batch: int,
+    provenance: dict,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+) -> LatentDataset:
+    """Encode every video of `make_videos()` once into `path` (.npy + .json) and open it.
+
+    An existing complete cache is opened without building the video dataset. Under
+    DDP every rank encodes videos rank, rank + world, ... into one shared memory map
+    (created by rank 0); rank 0 then writes the JSON. Call on every rank."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        videos = make_videos()
+        n = len(videos)
+        first = videos[0]["video"]
+        shape = (n, *codec.latent_shape(first.shape[1], first.shape[2]))
+        tmp = path.with_name(f".{path.name}.tmp.npy")
+        if rank == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape).flush()
+        barrier()
+        out = np.load(tmp, mmap_mode="r+")
+        mine = list(range(rank, n, world))
+        captions, labels = {}, {}
+        for start in range(0, len(mine), batch):
+            index = mine[start : start + batch]
+            items = [videos[i] for i in index]
+            z = codec.encode(torch.stack([item["video"] for item in items]))
+            if tuple(z.shape[1:]) != shape[1:]:
+                raise ValueError(
+                    f"the VAE encoded a video {tuple(first.shape)} into {tuple(z.shape[1:])}, "
+                    f"expected {shape[1:]}: the VAE's config does not match its weights"
+                )
+            out[index] = z.cpu().numpy().astype(np.float16)
+            for i, item in zip(index, items):
+                captions[i], labels[i] = item["caption"], item["labels"]
+        out.flush()
+        del out
+        part = path.with_name(f".{path.name}.part{rank}.json")
+        part.write_text(json.dumps({"captions": captions, "labels": labels}))
+        barrier()
+        if rank == 0:
+            merged_captions, merged_labels = [None] * n, [None] * n
+            for r in range(world):
+                other = path.with_name(f".{path.name}.part{r}.json")
+                share = json.loads(other.read_text())
+                for i, c in share["captions"].items():
+                    merged_captions[int(i)] = c
+                for i, lab in share["labels"].items():
+                    merged_labels[int(i)] = lab
+                other.unlink()
+            os.replace(tmp, path)
+            meta = dict(provenance, captions=merged_captions, labels=merged_labels,
+                        shape=list(shape))  # fmt: skip
+            write_text(meta_path, json.dumps(meta))
+        barrier()
+    return LatentDataset(path)

@@ -1,0 +1,1 @@
+"""One run, end to end: build (config -> Built), train, sample, evaluate, provenance."""

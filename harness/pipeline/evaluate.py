@@ -1,0 +1,381 @@
+"""Evaluation: `python -m harness.evaluate (--samples DIR | --run DIR) [options]`.
+
+Scores a samples folder (`videos.pt` (N, C, F, H, W) in [-1, 1] and `captions.txt`, as
+written by `harness.sample`) or a trained run folder (sampled first, into
+`<run>/eval-samples/`) against real reference videos, and appends one row per evaluation
+to a CSV (default `results/runs/evaluations.csv`, git-ignored): time, samples folder, run,
+n, n_real, every metric column (named by feature space: FVD-I3D vs FVD-md, CLIPSIM vs
+PA-md), evaluator key, metric options key and code revision.
+
+Real reference: the dataset of the run that made the samples (the samples folder's
+sampling.json, the run's config.json, or --config), drawn with a seed offset no training
+run or sampling caption uses, so moving-digits references are unseen videos; without any
+config, moving-digits at the samples' shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from harness.common.cli import add_debug_flag, guarded
+from harness.common.config import Config
+from harness.metrics import (
+    METRICS,
+    EvaluatorRecipe,
+    MetricOptions,
+    VideoSet,
+    compute_metrics,
+    default_metrics,
+)
+from harness.metrics.i3d import I3D_RECIPES
+from harness.pipeline.build import build_data
+from harness.pipeline.provenance import (
+    ResultIdentity,
+    append_result,
+    checkpoint_info,
+    code_revision,
+    digest,
+    stored_row,
+    training_hash,
+)
+
+REAL_SEED_OFFSET = 20_011  # training uses +0, sampling captions +10_007
+OTHER_REAL_SEED_OFFSET = 30_011  # a second real set, disjoint from the reference set
+DEFAULT_OUT = Path("results/runs/evaluations.csv")  # results/runs/ is git-ignored
+
+
+def load_samples(folder: str | Path) -> VideoSet:
+    """videos.pt and captions.txt ("idx<TAB>caption" lines) of a samples folder."""
+    folder = Path(folder)
+    videos_path, captions_path = folder / "videos.pt", folder / "captions.txt"
+    for path in (videos_path, captions_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: a samples folder holds videos.pt and captions.txt "
+                "(written by python -m harness.sample)"
+            )
+    videos = torch.load(videos_path, map_location="cpu", weights_only=True).float()
+    lines = [line for line in captions_path.read_text(encoding="utf-8").splitlines() if line]
+    captions = tuple(line.split("\t", 1)[-1] for line in lines)
+    return VideoSet(videos, captions)
+
+
+def find_config(samples: Path, config: str | Path | None) -> Config | None:
+    """The config naming the real data: --config (TOML or a run's config.json), else the
+    samples folder's sampling.json (harness.sample), else its parent run's config.json."""
+    if config:
+        path = Path(config)
+        if path.suffix != ".json":
+            return Config.from_file(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        return Config.from_dict(json.loads(path.read_text())["config"])
+    for meta in (samples / "sampling.json", samples.parent / "config.json"):
+        if meta.is_file():
+            return Config.from_dict(json.loads(meta.read_text())["config"])
+    return None
+
+
+def reference_videos(cfg: Config, n: int) -> VideoSet:
+    """The first n videos of cfg's dataset at a held-out seed (moving-digits) -> VideoSet."""
+    data = build_data(cfg, seed_offset=REAL_SEED_OFFSET)
+    if n > len(data):
+        raise ValueError(f"asked for {n} real videos but the reference set has {len(data)}")
+    items = [data[i] for i in range(n)]
+    return VideoSet(
+        torch.stack([it["video"] for it in items]), tuple(it["caption"] for it in items)
+    )
+
+
+def score_checkpoint(
+    run: str | Path,
+    n: int,
+    options: MetricOptions,
+    names: list[str] | None = None,
+    checkpoint: str | Path | None = None,
+    changes: dict | None = None,
+    real: VideoSet | None = None,
+    progress: bool = False,
+) -> dict:
+    """Sample n videos from a trained run (its checkpoint.pt, or `checkpoint`, e.g. a snapshot
+    path relative to the run; sampling `changes` such as {"renoise": False}) and score them
+    against n unseen real videos of the run's dataset (`real`: that set, already built by
+    `reference_videos`, when scoring several checkpoints of one run). Returns
+    {metric column: value}."""
+    from harness.pipeline.sample import generate
+
+    changes = dict(changes or {}, num_samples=n, device=options.device)
+    gen = generate(Path(run), changes, checkpoint=checkpoint, progress=progress)
+    options = for_data(options, gen.config)
+    fake = VideoSet(gen.videos, tuple(gen.captions))
+    if real is None:  # sampling changes leave the data keys alone: the run's own data
+        real = reference_videos(gen.config, n)
+    return compute_metrics(fake, real, names, options, progress=progress)
+
+
+def evaluator_recipe(cfg: Config) -> EvaluatorRecipe:
+    """The embedded evaluator for cfg's moving digits: its frames, canvas, digit size and
+    digits per clip (the other fields at the default recipe)."""
+    return EvaluatorRecipe(frames=cfg.frames, size=cfg.resolution, max_digits=cfg.max_digits,
+                           digit_size=cfg.digit_size)  # fmt: skip
+
+
+def for_data(options: MetricOptions, cfg: Config) -> MetricOptions:
+    """`options` with the evaluator of cfg's data when none is set."""
+    if options.evaluator is not None:
+        return options
+    return dataclasses.replace(options, evaluator=evaluator_recipe(cfg))
+
+
+def metrics_key(names: list[str], options: MetricOptions, cfg: Config) -> str:
+    """Hash of what a score's value depends on besides the videos: the metric names, the
+    options that pick the metric models (I3D file and recipe, CLIP folder) and the
+    evaluator recipe at cfg's shape (its key), and how the real reference is drawn."""
+    recipe = for_data(options, cfg).evaluator
+    return digest(
+        dict(
+            metrics=sorted(names),
+            i3d=options.i3d if "fvd-i3d" in names else "",
+            i3d_recipe=options.i3d_recipe if "fvd-i3d" in names else "",
+            clip=options.clip if "clipsim" in names else "",
+            evaluator=recipe.key(),
+            real_seed_offset=REAL_SEED_OFFSET,
+        )
+    )
+
+
+def reference_scores(
+    table: Path,
+    cfg: Config,
+    n: int,
+    options: MetricOptions,
+    names: list[str],
+    progress: bool = False,
+) -> dict[str, dict]:
+    """The scores that put a run's scores in context, at n (rows of `table`, reused under
+    the same identity): `real`, a second real set from disjoint seeds against the reference
+    set (the best a model can score at this n); `noise`, uniform noise in [-1, 1] against
+    it (a model that learned nothing); `chance`, the second real set scored against the
+    reference set's captions (PA-md of videos that ignore their captions)."""
+    from harness.pipeline.provenance import data_hash
+
+    real = reference_videos(cfg, n)
+    data = build_data(cfg, seed_offset=OTHER_REAL_SEED_OFFSET)
+    if n > len(data):
+        raise ValueError(f"asked for {n} real videos but the second real set has {len(data)}")
+    items = [data[i] for i in range(n)]
+    other = VideoSet(
+        torch.stack([it["video"] for it in items]), tuple(it["caption"] for it in items)
+    )
+    g = torch.Generator().manual_seed(n)
+    sets = {
+        "real": other,
+        "noise": VideoSet(torch.rand(real.videos.shape, generator=g) * 2 - 1, real.captions),
+        "chance": VideoSet(other.videos, real.captions),
+    }
+    rows = {}
+    for kind, fake in sets.items():
+        used = ["pa-md"] if kind == "chance" else names
+        identity = ResultIdentity(
+            config=data_hash(cfg), checkpoint=f"reference:{kind}", sampling="",
+            metrics=metrics_key(used, options, cfg), n=n, code=code_revision(),
+        )  # fmt: skip
+        row = stored_row(table, identity)
+        if row is None:
+            scores = compute_metrics(fake, real, used, for_data(options, cfg), progress=progress)
+            row = dict(kind=kind) | identity.columns() | scores
+            append_result(table, row, same=("kind", "n", "config_hash"))
+        rows[kind] = row
+    return rows
+
+
+def score_or_reuse(
+    table: Path,
+    run: Path,
+    checkpoint: str | Path,
+    n: int,
+    options: MetricOptions,
+    names: list[str],
+    changes: dict | None = None,
+    real: Callable[[], VideoSet] | None = None,
+    extra: dict | None = None,
+    same: tuple[str, ...] = (),
+    progress: bool = False,
+) -> dict:
+    """The score of `checkpoint` (relative to `run`) under the sampling `changes`, reused
+    from `table` when a row there has exactly this identity (provenance.ResultIdentity:
+    training config, weights, sampling setting, metrics, n, code revision), else computed
+    and appended (older rows that share the `same` columns but not the identity are moved
+    aside, see provenance.append_result). `real()` gives the real reference videos (built
+    once by the caller for all scores of a run). Returns the row: `extra`, the identity
+    columns, step, train_flops, train_wall_s and the metric columns."""
+    from harness.pipeline.sample import plan_tag, sampling_config
+
+    info = checkpoint_info(Path(run) / checkpoint)
+    trained = Config.from_dict(info.config)
+    sampled = sampling_config(trained, dict(changes or {}, num_samples=n))
+    identity = ResultIdentity(
+        config=training_hash(trained),
+        checkpoint=info.key,
+        sampling=plan_tag(sampled),
+        metrics=metrics_key(names, options, trained),
+        n=n,
+        code=code_revision(),
+    )
+    row = stored_row(table, identity)
+    if row is not None:
+        return row
+    reference = real() if real is not None else None
+    scores = score_checkpoint(
+        run, n, options, names, checkpoint, changes, reference, progress=progress
+    )
+    row = dict(extra or {}) | identity.columns()
+    row |= dict(step=info.step, train_flops=info.train_flops, train_wall_s=info.wall_time_s)
+    row |= scores
+    append_result(table, row, same)
+    return row
+
+
+def sample_run(run: Path, num_samples: int, device: str = "cpu") -> Path:
+    """Sample `num_samples` videos from a trained run folder into <run>/eval-samples/."""
+    from harness.pipeline.sample import main as sample_main
+
+    if not (run / "config.json").is_file() or not (run / "checkpoint.pt").is_file():
+        raise FileNotFoundError(
+            f"{run} is not a trained run folder (needs config.json and checkpoint.pt; "
+            "train with python -m harness.train)"
+        )
+    changes = {"num_samples": num_samples, "device": device}
+    return sample_main(run, changes, out=run / "eval-samples")
+
+
+def main(
+    samples: str | Path | None = None,
+    run: str | Path | None = None,
+    real: int | None = None,
+    out: str | Path | None = DEFAULT_OUT,
+    metrics: list[str] | None = None,
+    options: MetricOptions | None = None,
+    config: str | Path | None = None,
+    num_samples: int = 256,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a samples folder (or sample a run first); returns the row, appended to `out`."""
+    if (samples is None) == (run is None):
+        raise ValueError("give exactly one of samples=DIR (a samples folder) or run=DIR")
+    options = options or MetricOptions()
+    if run is not None:
+        run = Path(run)
+        samples = sample_run(run, num_samples, options.device)
+    samples = Path(samples)
+    if not samples.is_dir():
+        raise FileNotFoundError(f"samples folder {samples} not found")
+    fake = load_samples(samples)
+    cfg = find_config(samples, config)
+    known = cfg is not None
+    n, c, f, h, w = fake.videos.shape
+    if cfg is None:  # bare samples folder: moving-digits at the samples' shape
+        cfg = Config(frames=f, resolution=h, channels=c)
+    real_set = reference_videos(cfg, real or n)
+    options = for_data(options, cfg)
+    names = metrics or default_metrics(options)
+    start = time.perf_counter()
+    scores = compute_metrics(fake, real_set, names, options, progress=progress)
+    row = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "samples": str(samples),
+        "run": str(run) if run is not None else "",
+        "name": cfg.name if known else "",
+        "method": cfg.method if known else "",
+        "dataset": cfg.dataset,
+        "n": n,
+        "n_real": len(real_set),
+        "frames": f,
+        "resolution": h,
+        **scores,
+        "eval_time_s": round(time.perf_counter() - start, 2),
+        "metrics_key": metrics_key(names, options, cfg),
+        "git": code_revision(),
+    }
+    if out:
+        append_result(Path(out), row)
+    return row
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--samples", type=Path, help="samples folder (videos.pt, captions.txt)")
+    source.add_argument("--run", type=Path, help="trained run folder: sample it, then evaluate")
+    parser.add_argument(
+        "--real", type=int, help="real reference videos (default: as many as samples)"
+    )
+    parser.add_argument("--num-samples", type=int, default=256, help="videos to sample with --run")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV to append a row to")
+    parser.add_argument(
+        "--metrics",
+        help=f"comma-separated subset of {','.join(METRICS)} "
+        "(default: fvd-i3d if an I3D file is configured else fvd-md; clipsim if "
+        "--clip else pa-md; flicker)",
+    )
+    parser.add_argument(
+        "--i3d",
+        default="",
+        help="i3d_torchscript.pt (else $TPDIFF_I3D, else ~/.cache/tpdiff/i3d_torchscript.pt)",
+    )
+    parser.add_argument("--i3d-recipe", default="stylegan-v", choices=sorted(I3D_RECIPES))
+    parser.add_argument("--clip", default="", help="local transformers CLIP folder for CLIPSIM")
+    parser.add_argument(
+        "--cache",
+        default="",
+        help="evaluator cache root (else $TPDIFF_CACHE, else ~/.cache/tpdiff-harness)",
+    )
+    parser.add_argument("--config", help="config (TOML or run config.json) naming the real data")
+    parser.add_argument("--device", default="cpu")
+    add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def cli(argv: list[str] | None = None) -> dict:
+    """The command line: evaluate, print the row, append it to --out; bad input exits 2."""
+    args = parse_args(argv)
+    opts = MetricOptions(
+        i3d=args.i3d,
+        i3d_recipe=args.i3d_recipe,
+        clip=args.clip,
+        cache=args.cache,
+        device=args.device,
+    )
+    result = guarded(
+        "python -m harness.evaluate",
+        args.debug,
+        lambda: main(
+            samples=args.samples,
+            run=args.run,
+            real=args.real,
+            out=args.out,
+            metrics=args.metrics.split(",") if args.metrics else None,
+            options=opts,
+            config=args.config,
+            num_samples=args.num_samples,
+        ),
+    )
+    width = max(map(len, result))
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in result.items()))
+    print(f"-> appended to {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,74 @@
+"""A run folder on disk: atomic checkpoints, the checks that a folder belongs to this run
+(same config, same world size) before anything is touched, and the log cut back to the
+checkpoint a resume starts from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from harness.common.config import Config, resumable_changes
+from harness.common.io import write_text
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temporary file, then an atomic rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def check_resumable(saved: dict, cfg: Config) -> None:
+    now = cfg.to_dict()
+    saved = Config().to_dict() | saved  # keys added since the run was made have their defaults
+    diff = {
+        k: (saved.get(k), v)
+        for k, v in now.items()
+        if k not in resumable_changes(cfg) and saved.get(k) != v
+    }
+    if diff:
+        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"run folder {cfg.run_dir} holds a run with a different config ({lines}); "
+            "choose another name=... or move that folder away (nothing was changed)"
+        )
+
+
+def _parse_row(line: str) -> dict | None:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:  # a line torn by a kill mid-write
+        return None
+    return row if isinstance(row, dict) and "step" in row else None
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the log rows up to the checkpoint we resume from; drop later and torn rows."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        row = _parse_row(line)
+        if row is not None and row["step"] <= step:
+            kept.append(line + "\n")
+    write_text(path, "".join(kept))
+
+
+def check_run_folder(run_dir: Path, cfg: Config, world: int, state: dict | None) -> None:
+    """Refuse to reuse a run folder that belongs to a different run (nothing is touched)."""
+    if state is not None:
+        check_resumable(state["config"], cfg)
+        saved_world = state.get("world_size", 1)
+        if saved_world != world:
+            raise ValueError(
+                f"run {run_dir} was trained on {saved_world} process(es) but this resume has "
+                f"{world}; per-rank noise and batches depend on the world size, so resume with "
+                f"torchrun --nproc_per_node {saved_world} or start a new name=..."
+            )
+    elif (run_dir / "config.json").exists():
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+        check_resumable(saved, cfg)

@@ -1,0 +1,282 @@
+"""Sampling from a trained run: `python -m harness.sample --run DIR [key=value ...]`.
+
+Loads `<run>/checkpoint.pt` (EMA weights when the run kept them) and samples
+`num_samples` videos with the run's own plan, or with the sampling overrides
+given (`SAMPLING_KEYS`: method, stages, jump points, steps, upsample, renoise,
+seed, ...; the model, form, frame count and data are the run's). Writes
+`<run>/samples/<plan_tag>/`: one GIF and MP4 per video, a PNG grid (a row per
+video, a column per frame, captions on the left), captions.txt, videos.pt
+((N, C, F, H, W) in [-1, 1]) and sampling.json (plan, config, checkpoint step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from harness.common.cli import add_debug_flag, guarded
+from harness.common.config import METHOD_FIELDS, Config
+from harness.engine.pyramid import StagePlan
+from harness.engine.sampler import autocast_model
+from harness.engine.sampler import sample as run_sampler
+from harness.models.execution import compile_backbone
+from harness.pipeline.build import build, plan_for, resolve_device
+from harness.pipeline.provenance import code_revision
+
+# what sampling may change; everything else (model, form, frames, data) is the trained run's
+SAMPLING_KEYS = (
+    *(k for k in METHOD_FIELDS if k not in ("name", "align", "stage_weighting")),
+    "sample_steps",
+    "guidance",
+    "num_samples",
+    "seed",
+    "device",
+    "encode_batch",  # execution only: how sampling runs, not what it computes
+    "attention",
+    "compile",
+)
+
+
+def load_checkpoint(run_dir: Path, checkpoint: str | Path | None = None) -> dict:
+    """The run's checkpoint.pt, or `checkpoint` (e.g. snapshots/step_000200.pt, relative to
+    the run), loaded on CPU; a clear error when there is none."""
+    path = Path(run_dir) / (checkpoint or "checkpoint.pt")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: train first (python -m harness.train ...) or pass "
+            "the folder of an existing run"
+        )
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(C, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8."""
+    x = ((video.float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu()
+    if x.shape[0] == 1:
+        x = x.expand(3, *x.shape[1:])
+    return x.permute(1, 2, 3, 0).numpy()
+
+
+def save_gif(frames: np.ndarray, path: Path, fps: int = 8, scale: int = 4) -> None:
+    images = [
+        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
+        for f in frames
+    ]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+
+
+def save_mp4(frames: np.ndarray, path: Path, fps: int = 8, scale: int = 4) -> None:
+    """H.264 where available, else MPEG-4 part 2; sizes rounded up to even."""
+    big = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = big.shape[2], big.shape[1]
+        stream.pix_fmt = "yuv420p"
+        for f in big:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+
+
+def save_grid(videos: list[np.ndarray], captions: list[str], path: Path, scale: int = 3) -> None:
+    """PNG grid: a row per video, a column per frame, caption on the left."""
+    h, w = videos[0].shape[1] * scale, videos[0].shape[2] * scale
+    label_w, pad = 150, 2
+    cols = videos[0].shape[0]
+    grid = Image.new("RGB", (label_w + cols * (w + pad), len(videos) * (h + pad)), "white")
+    draw = ImageDraw.Draw(grid)
+    for r, (video, caption) in enumerate(zip(videos, captions)):
+        y = r * (h + pad)
+        draw.text((4, y + h // 2 - 6), caption[:26], fill="black")
+        for c, frame in enumerate(video):
+            tile = Image.fromarray(frame).resize((w, h), Image.NEAREST)
+            grid.paste(tile, (label_w + c * (w + pad), y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+
+
+def sampling_config(trained: Config, changes: Mapping[str, Any]) -> Config:
+    """The trained run's config with the sampling `changes` applied (only SAMPLING_KEYS)."""
+    fixed = sorted(set(changes) - set(SAMPLING_KEYS))
+    if fixed:
+        raise ValueError(
+            f"{fixed} are fixed by the trained run; sampling may change only "
+            f"{', '.join(SAMPLING_KEYS)}"
+        )
+    return trained.replace(**changes)
+
+
+def plan_tag(cfg: Config) -> str:
+    """Folder name for one sampling setting, e.g. 'tpdiff-K3-30steps-seed0'."""
+    plan = plan_for(cfg)
+    tag = f"{cfg.method}-K{plan.num_stages}-{plan.total_steps}steps"
+    if cfg.method == "tpdiff":
+        if cfg.jump_points:
+            tag += "-j" + ",".join(f"{j:g}" for j in cfg.jump_points)
+        if cfg.stage_steps:
+            tag += "-s" + ",".join(str(n) for n in cfg.stage_steps)
+        if cfg.upsample != "nearest":
+            tag += f"-{cfg.upsample}"
+        if not cfg.renoise:
+            tag += "-norenoise"
+    if cfg.guidance != 1.0:
+        tag += f"-cfg{cfg.guidance:g}"
+    return f"{tag}-seed{cfg.seed}"
+
+
+def guided(model, null_ids: torch.Tensor, scale: float):
+    """Classifier-free guidance: uncond + scale (cond - uncond), both in one batch."""
+
+    def call(x: torch.Tensor, u: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        out = model(torch.cat([x, x]), torch.cat([u, u]), torch.cat([ids, null_ids[:n]]))
+        cond, uncond = out[:n], out[n:]
+        return uncond + scale * (cond - uncond)
+
+    return call
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Videos (N, C, F, H, W) in [-1, 1] on CPU, their captions, and how they were made."""
+
+    videos: torch.Tensor
+    captions: list[str]
+    config: Config  # the trained run's config with the sampling changes applied
+    plan: StagePlan
+    step: int  # training step of the weights used
+
+
+def generate(
+    run_dir: str | Path,
+    changes: Mapping[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> Generated:
+    """Sample from the trained run in `run_dir` (its own plan unless `changes`, SAMPLING_KEYS
+    only, e.g. {"method": "vanilla"}, says otherwise; `checkpoint` picks a snapshot)."""
+    state = load_checkpoint(Path(run_dir), checkpoint)
+    cfg = sampling_config(Config.from_dict(state["config"]), changes or {})
+    device = resolve_device(cfg.device)
+    built = build(cfg, device, data=False, progress=progress)
+    model = built.model
+    model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
+    model.eval()
+    compile_backbone(model.backbone, cfg.compile)
+    captions = built.prompts(cfg.num_samples)
+    ids = model.tokenize(captions).to(device)
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    # (N, C, F', h, w) in the backbone's space: video, or latents decoded afterwards
+    shape = (cfg.num_samples, *built.codec.latent_shape(cfg.frames, cfg.resolution))
+    net = autocast_model(model, device)
+    if cfg.guidance != 1.0:
+        net = guided(net, model.tokenize([""] * cfg.num_samples).to(device), cfg.guidance)
+    videos = run_sampler(
+        net,
+        cfg.form,
+        built.plan,
+        shape,
+        generator=g,
+        cond=ids,
+        renoise=cfg.renoise,
+        device=device,
+        progress=progress,
+    )
+    videos = built.codec.decode(videos, device, cfg.encode_batch)
+    return Generated(videos, captions, cfg, built.plan, state["step"])
+
+
+def main(
+    run_dir: str | Path,
+    changes: Mapping[str, Any] | None = None,
+    out: Path | None = None,
+    checkpoint: str | Path | None = None,
+) -> Path:
+    """Sample from the trained run in `run_dir` (see `generate`); returns the samples folder.
+
+    The default folder is `<run>/samples/<plan_tag>/` (plus `-step<N>` for a
+    snapshot); it is written to a temporary folder first and swapped in whole, so
+    other settings' samples and an interrupted write never clobber earlier results."""
+    run_dir = Path(run_dir)
+    gen = generate(run_dir, changes, checkpoint)
+    tag = plan_tag(gen.config) + (f"-step{gen.step}" if checkpoint else "")
+    out = Path(out) if out is not None else run_dir / "samples" / tag
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    frames = [to_uint8(v) for v in gen.videos]
+    for i, f in enumerate(frames):
+        save_gif(f, tmp / f"video_{i:03d}.gif")
+        save_mp4(f, tmp / f"video_{i:03d}.mp4")
+    save_grid(frames, gen.captions, tmp / "grid.png")
+    lines = "".join(f"{i:03d}\t{c}\n" for i, c in enumerate(gen.captions))
+    (tmp / "captions.txt").write_text(lines)
+    torch.save(gen.videos, tmp / "videos.pt")
+    meta = {
+        "run": str(run_dir),
+        "step": gen.step,
+        "plan": gen.plan.to_dict(),
+        "config": gen.config.to_dict(),
+        "git": code_revision(),
+    }
+    (tmp / "sampling.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _swap_in(tmp, out)
+    print(f"{len(frames)} videos from step {gen.step} with plan {gen.plan.to_dict()} -> {out}")
+    return out
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace folder `out` by `tmp` (two renames; the old one is deleted only afterwards)."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def cli(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.sample",
+        description="Sample videos from a trained run.",
+        epilog="Overrides may change only: " + ", ".join(SAMPLING_KEYS),
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="run folder, e.g. runs/dit-tpdiff")
+    where.add_argument("--config", type=Path, help="the run's TOML (its out_dir/name locate it)")
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. method=vanilla seed=3")
+    parser.add_argument("--out", type=Path, help="samples folder (default <run>/samples/<tag>)")
+    parser.add_argument("--checkpoint", help="a snapshot instead, e.g. snapshots/step_000200.pt")
+    add_debug_flag(parser)
+    args = parser.parse_intermixed_args(argv)  # options may follow the key=value overrides
+
+    def run() -> Path:
+        changes = dict(item.split("=", 1) for item in args.overrides if "=" in item)
+        bad = [item for item in args.overrides if "=" not in item]
+        if bad:
+            raise ValueError(f"overrides must be key=value, got {bad}")
+        run_dir = args.run
+        if run_dir is None:
+            where = {k: changes.pop(k) for k in ("name", "out_dir") if k in changes}
+            run_dir = Config.from_file(args.config).replace(**where).run_dir
+        return main(run_dir, changes, args.out, args.checkpoint)
+
+    return guarded("python -m harness.sample", args.debug, run)
+
+
+if __name__ == "__main__":
+    cli()
+    sys.exit(0)

@@ -1,0 +1,68 @@
+"""`python -m harness.run --suite NAME [--scale cpu|gpu] [--out DIR] [--fresh] [--debug]`.
+
+Results go to `results/runs/<suite>-<scale>/` by default (git-ignored), never into the
+committed reference results (`results/paper/`, ...): a newcomer's run sits beside them,
+and its report compares its figures with theirs. Rerunning the same command resumes the
+folder; a folder that holds another job's results (other code, configs or settings) is
+refused with the way out: `--out` another folder, or `--fresh` to move it aside first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness.common.cli import add_debug_flag, guarded
+from harness.studies.suites import SUITES
+
+RUNS = Path("results") / "runs"  # ignored by git: every run's own folder lives here
+
+
+def default_out(suite: str, scale: str) -> Path:
+    return RUNS / f"{suite}-{scale}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--suite", required=True, choices=sorted(SUITES), help="suite to run")
+    parser.add_argument(
+        "--scale",
+        default="cpu",
+        choices=("cpu", "gpu"),
+        help="cpu: embedded defaults (default); gpu: bigger sizes",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder (default results/runs/<suite>-<scale>/)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="if --out holds another job's results, move them to <out>.superseded-<time>/ first",
+    )
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    out = args.out or default_out(args.suite, args.scale)
+    t0 = time.perf_counter()
+    summary = guarded(
+        "python -m harness.run", args.debug, lambda: SUITES[args.suite](out, args.scale, args.fresh)
+    )
+    report = out / "report.md"
+    if report.exists():
+        print(report.read_text())
+    print(json.dumps(summary, indent=2))
+    print(f"suite {args.suite!r} finished in {time.perf_counter() - t0:.1f} s; results in {out}/")
+    return 0 if summary.get("passed", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
