@@ -11,11 +11,10 @@ from functools import partial
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from harness.engine.pyramid import make_plan, uniform_plan
 from harness.engine.sampler import sample
-from harness.measure.cost import PAIRS
+from harness.measure.cost import PAIRS, CostSetup, Probe
 from harness.measure.flops import count_macs, plan_macs
 from harness.models.backbones import build_backbone
 
@@ -73,21 +72,21 @@ def test_sampling(benchmark, backbone, method):
     assert videos.shape == (1, CHANNELS, FRAMES, SIZE, SIZE)
 
 
-@pytest.mark.parametrize("frames", STAGE_FRAMES)
-def test_training_step(benchmark, backbone, frames):
-    """One optimiser step on a batch of 8 at a stage's frame count (vanilla trains at 16
-    frames; TPDiff at 4 / 8 / 16 with the stage distribution's probabilities)."""
-    name, model = backbone
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x, u, cond = inputs(8, frames)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = F.mse_loss(model(x, u, cond), x)
-        loss.backward()
-        opt.step()
-        return loss
-
-    benchmark.extra_info["train_macs"] = 3 * 8 * count_macs(model, inputs(1, frames)).macs
-    loss = benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+@pytest.mark.parametrize("stage", ["vanilla", 0, 1, 2])
+def test_training_step(benchmark, backbone, stage):
+    """One real training step (stage-wise noising with aligned noise, the loss, backward,
+    AdamW) on a batch of 8 videos: vanilla at 16 frames, TPDiff in each stage of the paper's
+    3-stage plan (4 / 8 / 16 frames)."""
+    name, _ = backbone
+    probe = Probe(CostSetup(backbone=name, form=FORMS[name]), torch.device("cpu"))
+    if stage == "vanilla":
+        plan, k = make_plan(FORMS[name], FRAMES, (), (30,)), 0
+    else:
+        plan, k = uniform_plan(FORMS[name], FRAMES, 3, total_steps=30), stage
+    frames = plan.stages[k].frames
+    benchmark.extra_info["train_macs"] = (
+        3 * 8 * count_macs(probe.model, probe.inputs(1, frames)).macs
+    )
+    args = (plan, k, probe.video(8, FRAMES), probe.cond(8))
+    loss = benchmark.pedantic(probe.train_step, args, rounds=3, warmup_rounds=1)
     assert torch.isfinite(loss)

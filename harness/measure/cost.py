@@ -70,15 +70,18 @@ class Probe:
     def inputs(self, batch: int, frames: int) -> tuple[torch.Tensor, ...]:
         return self.video(batch, frames), torch.rand(batch, device=self.device), self.cond(batch)
 
-    def train_step(self, plan: StagePlan, stage: int, x0: torch.Tensor, cond: torch.Tensor):
+    def train_step(
+        self, plan: StagePlan, stage: int, x0: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
         """The training loop's step (harness.pipeline.train.train_step) on a bare backbone:
-        stage-wise noising with aligned noise, the loss, backward, the update."""
+        stage-wise noising with aligned noise, the loss, backward, the update; the loss."""
         g = torch.Generator(device=self.device).manual_seed(0)
         batch = draw_training_batch(self.setup.form, plan, x0, generator=g, stage=stage)
         loss = F.mse_loss(self.model(batch.x_u, batch.u, cond), batch.target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        return loss.detach()
 
 
 def forward_costs(probe: Probe, frames: list[int]) -> dict[int, tuple[FlopCount, Timing]]:
