@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import harness.models.autoencoder as ae
+import harness.models.codec as codec
 from harness.common.config import Config
 from harness.models.backbones import build_backbone
 from harness.pipeline.build import build_data
@@ -70,10 +71,9 @@ def test_latent_config_trains_and_samples_decoded_video(tmp_path, monkeypatch):
     from harness.pipeline.train import main
 
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
-    full = ae.recipe_for
-    monkeypatch.setattr(
-        ae, "recipe_for", lambda cfg: dataclasses.replace(full(cfg), steps=2, batch_size=2, width=8)
-    )
+    full = ae.recipe_for  # a 2-step autoencoder: the codec trains it on first use
+    small = lambda cfg: dataclasses.replace(full(cfg), steps=2, batch_size=2, width=8)  # noqa: E731
+    monkeypatch.setattr(codec, "recipe_for", small)
     run = main(two_steps(tmp_path, "latent", size="small-p1", latent_channels=4))
     gen = generate(run, dict(num_samples=2), progress=False)
     assert gen.videos.shape == (2, 1, 4, 16, 16)
