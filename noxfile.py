@@ -42,7 +42,7 @@ def ablate_stages(session: nox.Session) -> None:
 def ablate(session: nox.Session) -> None:
     """Named ablations, e.g. `nox -s ablate -- stages renoise --scale cpu` (or `-- all`)."""
     session.install(TORCH, "-e", ".[dev]")
-    session.run("python", "-m", "harness.ablate", *(session.posargs or ["--list"]))
+    session.run("python", "-m", "harness.studies.ablate", *(session.posargs or ["--list"]))
 
 
 @nox.session

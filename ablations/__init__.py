@@ -2,7 +2,7 @@
 on top of the TPDiff baseline of the chosen scale (`harness.studies.trials.SCALES`, base
 baselines/dit-tpdiff.toml: DiT, flow matching, K = 3 uniform stages, 30 sampling steps).
 The empty difference is the paper's setting. Run with
-`python -m harness.ablate NAME [NAME ...] --scale cpu` (or `nox -s ablate -- NAME`).
+`python -m harness.studies.ablate NAME [NAME ...] --scale cpu` (or `nox -s ablate -- NAME`).
 Variants that differ only in sampling settings (renoise, steps per stage) share one
 trained run.
 """

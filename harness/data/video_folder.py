@@ -66,7 +66,17 @@ def decode_clip(path: str | Path, frames: int, size: int, stride: int, channels:
     return (x / 127.5 - 1).clamp(-1, 1).permute(1, 0, 2, 3).contiguous()  # (C, F, H, W)
 
 
-def _read_captions(csv_path: Path) -> list[tuple[str, str]]:
+def caption_file(root: Path, csv: str) -> Path:
+    """root/csv, after checking that both exist (FileNotFoundError naming the layout)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"video folder {root} does not exist; {LAYOUT.format(csv=csv)}")
+    path = root / csv
+    if not path.is_file():
+        raise FileNotFoundError(f"caption file {path} does not exist; {LAYOUT.format(csv=csv)}")
+    return path
+
+
+def read_captions(csv_path: Path) -> list[tuple[str, str]]:
     """(relative path, caption) rows of a `path,caption` (or `video,caption`) CSV."""
     with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csvlib.DictReader(handle)
@@ -100,15 +110,7 @@ class VideoFolder(torch.utils.data.Dataset):
         if channels not in (1, 3):
             raise ValueError(f"VideoFolder: channels={channels} must be 1 (gray) or 3 (RGB)")
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"video folder {self.root} does not exist; {LAYOUT.format(csv=csv)}"
-            )
-        csv_path = self.root / csv
-        if not csv_path.is_file():
-            raise FileNotFoundError(
-                f"caption file {csv_path} does not exist; {LAYOUT.format(csv=csv)}"
-            )
+        csv_path = caption_file(self.root, csv)
         self.frames, self.size, self.channels, self.stride = frames, size, channels, stride
         self.cache_dir = Path(cache_dir) if cache_dir else None
         if self.cache_dir:
@@ -116,7 +118,7 @@ class VideoFolder(torch.utils.data.Dataset):
 
         self.items: list[tuple[str, str]] = []  # (relative path, caption) of usable clips
         self.skipped: dict[str, str] = {}  # relative path -> reason
-        for rel, caption in _read_captions(csv_path):
+        for rel, caption in read_captions(csv_path):
             try:
                 self._load(rel)
             except Exception as error:  # a bad file must never stop the scan

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 
 from harness.common.config import Config
 from harness.data import build_dataset
+from harness.data.prepared import INDEX, PreparedVideos, Source, prepared_folder
 from harness.engine.forms import Form, get_form
 from harness.engine.pyramid import StagePlan, make_plan
 from harness.models.backbones import build_backbone
@@ -142,8 +144,20 @@ def parse_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def video_source(cfg: Config) -> Source:
+    """The decoding settings of a video-folder config (what its prepared arrays depend on)."""
+    return Source(cfg.data_root, cfg.frames, cfg.resolution, cfg.channels, cfg.frame_stride)
+
+
+def prepared_base(cfg: Config) -> Path:
+    """Where prepared video folders live: `data_cache`, else `<out_dir>/prepared`."""
+    return Path(cfg.data_cache) if cfg.data_cache else Path(cfg.out_dir) / "prepared"
+
+
 def build_data(cfg: Config, seed_offset: int = 0):
-    """The videos named by cfg.dataset (seed_offset > 0: a disjoint draw)."""
+    """The videos named by cfg.dataset (seed_offset > 0: a disjoint draw); for a video folder
+    its prepared shards when `python -m harness.prepare` has made them, else the folder
+    decoded now."""
     shape = dict(frames=cfg.frames, size=cfg.resolution, channels=cfg.channels)
     if cfg.dataset == "moving-digits":
         return build_dataset(
@@ -157,6 +171,9 @@ def build_data(cfg: Config, seed_offset: int = 0):
     if cfg.dataset == "video-folder":
         if not cfg.data_root:
             raise ValueError("dataset=video-folder needs data_root=FOLDER (videos + captions.csv)")
+        prepared = prepared_folder(video_source(cfg), prepared_base(cfg))
+        if (prepared / INDEX).is_file():  # python -m harness.prepare made it: no decoding
+            return PreparedVideos(prepared)
         return build_dataset(
             "video-folder",
             root=cfg.data_root,

@@ -1,5 +1,6 @@
-"""Named ablations: `python -m harness.ablate NAME [NAME ...] [--scale tiny|cpu|gpu] [--out DIR]`
-(`all` runs every one, `--list` lists them; also `nox -s ablate -- NAME`).
+"""Named ablations: `python -m harness.studies.ablate NAME [NAME ...] [--scale tiny|cpu|gpu]
+[--out DIR]` (`all` runs every one, `--list` lists them; also `tpdiff-ablate`, `nox -s ablate
+-- NAME`).
 
 Each variant of an ablation (`ablations.ABLATIONS`) is a config difference on the TPDiff
 baseline of the scale; it is trained and scored by `harness.studies.trials.train_and_score`, the
@@ -109,7 +110,7 @@ def _report_md(name: str, about: str, table: pd.DataFrame, scale: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.ablate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.studies.ablate", description=__doc__)
     parser.add_argument("names", nargs="*", help="ablations to run, or all")
     parser.add_argument("--scale", default="cpu", choices=sorted(SCALES))
     parser.add_argument("--out", type=Path, default=Path("results/ablations"))

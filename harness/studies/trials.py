@@ -1,5 +1,5 @@
 """One config trained and scored along the way: the unit of work of the Optuna sweep
-(`harness.sweep`) and of the named ablations (`harness.ablate`).
+(`harness.sweep`) and of the named ablations (`harness.studies.ablate`).
 
 A config is split into what training depends on and what only sampling changes
 (`split_sampling`): configs that differ only in sampling settings (renoising, steps per
