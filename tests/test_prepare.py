@@ -121,3 +121,25 @@ def test_the_command_line_prepares_a_folder_with_a_corrupt_clip(clips, tmp_path)
                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "does not exist" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_worker_processes_and_a_resume_train_bit_identically(clips, tmp_path):
+    from harness.pipeline import train
+
+    def run(name, workers, stop_at=None):
+        cfg = Config().override([
+            "size=tiny", "dataset=video-folder", f"data_root={clips}", "channels=3",
+            "frames=4", "resolution=16", "batch_size=4", "steps=4", "ckpt_every=2",
+            "cond_dropout=0.3", f"data_workers={workers}", f"out_dir={tmp_path}", f"name={name}",
+        ])  # fmt: skip
+        prepare_cmd.main(cfg, progress=False)
+        return train.main(cfg, stop_at=stop_at)
+
+    def weights(run_dir):
+        return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+    straight = weights(run("straight", 0))
+    run("workers", 2, stop_at=2)
+    resumed = weights(run("workers", 2))  # a resume may change data_workers: execution only
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -53,6 +53,7 @@ RESUMABLE_CHANGES = (
     # execution only (latents are keyed by content, not location)
     "latent_cache",
     "encode_batch",
+    "data_workers",
     "attention",
     "grad_checkpointing",
     "compile",
@@ -123,7 +124,8 @@ class Config:
     # data
     dataset: str = "moving-digits"
     data_root: str = ""
-    data_cache: str = ""
+    data_cache: str = ""  # prepared video folders (python -m harness.prepare) and clip caches
+    data_workers: int = 0  # DataLoader worker processes in training (0: the main process)
     num_videos: int = 4096
     frames: int = 16
     resolution: int = 32
@@ -195,6 +197,10 @@ class Config:
             )
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.data_workers < 0:
+            raise ValueError(
+                f"data_workers must be >= 0 (0: no worker processes), got {self.data_workers}"
+            )
         if self.snapshot_every < 0:
             raise ValueError(
                 f"snapshot_every must be >= 0 (0 turns snapshots off), got {self.snapshot_every}"

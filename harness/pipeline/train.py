@@ -36,6 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from harness.common.cli import guarded
@@ -239,25 +240,54 @@ def load_ema(ema: EMAModel, model: torch.nn.Module, state: dict) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def draw_batch(s: Session, step: int) -> Batch:
-    """This rank's share of step `step`'s batch and the step's stage, from generators seeded
-    by (seed, step): the same on every rank and after a resume."""
-    t0 = time.perf_counter()
+class StepIndices(Sampler[list[int]]):
+    """This rank's dataset indices for each of steps `start`..`end`-1: step s draws
+    `batch_size` indices from the generator of (seed, s) and rank r takes the r-th slice,
+    so every rank, every worker count and every resume sees the same batches."""
+
+    def __init__(self, size: int, cfg: Config, rank: int, world: int, start: int, end: int):
+        self.size, self.cfg, self.start, self.end = size, cfg, start, end
+        local = cfg.batch_size // world
+        self.mine = slice(rank * local, (rank + 1) * local)
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __iter__(self):
+        for step in range(self.start, self.end):
+            shared = step_generator(self.cfg.seed, step)
+            index = torch.randint(self.size, (self.cfg.batch_size,), generator=shared)
+            yield index[self.mine].tolist()
+
+
+def data_loader(s: Session, end: int) -> DataLoader:
+    """The rank's batches of the remaining steps, read by `data_workers` processes (0: in
+    this process), pinned for the copy to a GPU."""
     cfg, dataset = s.cfg, s.built.dataset
+    steps = StepIndices(len(dataset), cfg, s.rank, s.world, s.step, end)
+    return DataLoader(dataset, batch_sampler=steps, num_workers=cfg.data_workers,
+                      collate_fn=collate, pin_memory=s.device.type == "cuda")  # fmt: skip
+
+
+def draw_batch(s: Session, step: int, items: dict, waited_s: float) -> Batch:
+    """Step `step`'s stage and caption dropout, from the generator of (seed, step) after the
+    draw of the batch's indices (StepIndices): the same on every rank and after a resume;
+    `items` (the loader's batch) moved to the device and its captions tokenized."""
+    t0 = time.perf_counter()
+    cfg = s.cfg
     local = cfg.batch_size // s.world
     mine = slice(s.rank * local, (s.rank + 1) * local)
     shared = step_generator(cfg.seed, step)
-    index = torch.randint(len(dataset), (cfg.batch_size,), generator=shared)
+    torch.randint(len(s.built.dataset), (cfg.batch_size,), generator=shared)  # the indices
     stage = int(torch.multinomial(stage_probabilities(s.built.plan, cfg.stage_weighting), 1,
                                   generator=shared))  # fmt: skip
-    items = collate([dataset[int(i)] for i in index[mine]])
     captions = items["caption"]
     if cfg.cond_dropout > 0:  # unconditional examples for classifier-free guidance
         drop = torch.rand(cfg.batch_size, generator=shared)[mine]
         captions = ["" if d < cfg.cond_dropout else c for d, c in zip(drop, captions)]
     x0 = items["video"].to(s.device, non_blocking=True)
     ids = s.model.tokenize(captions).to(s.device)
-    return Batch(stage, x0, ids, time.perf_counter() - t0)
+    return Batch(stage, x0, ids, waited_s + time.perf_counter() - t0)
 
 
 def train_step(s: Session, step: int, batch: Batch) -> StepResult:
@@ -383,9 +413,11 @@ def main(cfg: Config, stop_at: int | None = None) -> Path:
     log = (cfg.run_dir / "log.jsonl").open("a") if rank == 0 else None
     bar = tqdm(range(s.step, end), initial=s.step, total=end, desc=cfg.name, disable=rank != 0)
     s.model.train()
+    batches = iter(data_loader(s, end))
     try:
         for step in bar:
-            batch = draw_batch(s, step)  # data, outside the timed region
+            t0 = time.perf_counter()  # data, outside the timed region
+            batch = draw_batch(s, step, next(batches), time.perf_counter() - t0)
             result = train_step(s, step, batch)
             row = log_step(s, log, result, batch.data_time_s)
             bar.set_postfix(loss=f"{row['loss']:.4f}", stage=row["stage"])
