@@ -189,6 +189,25 @@ def test_video_folder_latents_and_sampling_prompts_come_from_the_cache(
     assert gen.captions == captions and gen.videos.shape == (2, 3, 4, 32, 32)
 
 
+def test_prepare_decodes_into_shards_then_fills_the_latent_cache(folders, tmp_path, monkeypatch):
+    from harness.pipeline.prepare import main as prepare
+
+    clips = write_video_folder(tmp_path / "clips", good=2, frames=6)
+    cfg = config(folders["animatediff"], "animatediff", tmp_path, "dataset=video-folder",
+                 f"data_root={clips}", "steps=1", "name=prepared")  # fmt: skip
+    shards = prepare(cfg, workers=1, progress=False)
+    assert "broken.mp4" in json.loads((shards / "index.json").read_text())["skipped"]
+    (cache,) = (tmp_path / "latents").glob("*.json")
+    assert json.loads(cache.read_text())["captions"] == ["a square moving right 0",
+                                                        "a square moving right 1"]  # fmt: skip
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("training encoded the videos again")
+
+    monkeypatch.setattr("harness.models.pretrained.encode_to_cache", no_encoding)
+    train.main(cfg)  # reads the latent cache the preparation filled
+
+
 def test_wan_vae_maps_1_plus_4n_frames_to_1_plus_n_latents(folders):
     codec = load_codec(config(folders["wan"], "wan", Path("unused")))
     for frames in (1, 5, 13):
