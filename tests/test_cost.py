@@ -8,7 +8,8 @@ from harness.measure.flops import plan_macs
 
 @pytest.mark.parametrize("backbone,form", [("dit", "flow"), ("unet", "ddim")])
 def test_stage_table_totals_and_bound(backbone, form):
-    setup = CostSetup(backbone=backbone, size="tiny", form=form, frames=8, train_batch=2, repeats=1)
+    setup = CostSetup(backbone=backbone, size="tiny", form=form, frames=8, train_batch=2,
+                      repeats=1, throughput_batch=2)  # fmt: skip
     plan = uniform_plan(form, 8, 3, total_steps=6)
     table, summary = measure_costs(setup, plan, torch.device("cpu"))
     stages, total = table[table.stage != "total"], table[table.stage == "total"].iloc[0]
@@ -28,3 +29,16 @@ def test_stage_table_totals_and_bound(backbone, form):
     assert (stages.flops == 2 * stages.macs).all()
     if backbone == "dit":
         assert (stages.attention_share > 0).all()
+    # both modes; achieved GMAC/s per stage = batch x MACs / forward time
+    assert summary["latency"]["batch"] == 1 and summary["throughput"]["batch"] == 2
+    for mode in ("latency", "throughput"):
+        figures = summary[mode]
+        assert figures["measured_over_bound"] == pytest.approx(
+            figures["inference_speedup"] / summary["flop_ratio_bound"]
+        )
+        assert set(figures["gmacs_per_s"]) == {"2", "4", "8"}
+    assert summary["latency"]["inference_speedup"] == summary["inference_speedup"]
+    assert list(stages.gmacs_per_s) == pytest.approx(list(stages.macs / stages.forward_ms / 1e6))
+    assert list(stages.gmacs_per_s_b2) == pytest.approx(
+        [summary["throughput"]["gmacs_per_s"][str(f)] for f in stages.frames]
+    )

@@ -10,7 +10,7 @@ loss, backward, AdamW update), per stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import pandas as pd
@@ -45,7 +45,8 @@ class CostSetup:
     text_dim: int = 64
     text_len: int = 12
     train_batch: int = 8
-    sample_batch: int = 1
+    sample_batch: int = 1  # latency mode, as in the paper's table
+    throughput_batch: int = 0  # throughput mode's batch (0: latency mode only)
     repeats: int = 3
 
 
@@ -86,13 +87,16 @@ class Probe:
 
 def forward_costs(probe: Probe, frames: list[int]) -> dict[int, tuple[FlopCount, Timing]]:
     """{frames: (MACs of one sample, forward time at the sampling batch)}."""
-    s, out = probe.setup, {}
-    for f in sorted(set(frames)):
-        count = count_macs(probe.model, probe.inputs(1, f))
-        with torch.no_grad():
-            call = partial(probe.model, *probe.inputs(s.sample_batch, f))
-            out[f] = (count, measure(call, probe.device, repeats=s.repeats))
-    return out
+    counts = {f: count_macs(probe.model, probe.inputs(1, f)) for f in sorted(set(frames))}
+    times = forward_times(probe, list(counts), probe.setup.sample_batch)
+    return {f: (counts[f], times[f]) for f in counts}
+
+
+def forward_times(probe: Probe, frames: list[int], batch: int) -> dict[int, Timing]:
+    """{frames: time of one forward pass of `batch` samples}."""
+    with torch.no_grad():
+        return {f: measure(partial(probe.model, *probe.inputs(batch, f)), probe.device,
+                           repeats=probe.setup.repeats) for f in frames}  # fmt: skip
 
 
 def training_step_times(probe: Probe, plan: StagePlan) -> list[Timing]:
@@ -106,11 +110,12 @@ def training_step_times(probe: Probe, plan: StagePlan) -> list[Timing]:
     ]
 
 
-def sampling_times(probe: Probe, plans: list[StagePlan]) -> list[Timing]:
-    """Time to sample one batch of videos with each plan (same noise seed)."""
+def sampling_times(probe: Probe, plans: list[StagePlan], batch: int = 0) -> list[Timing]:
+    """Time to sample one batch of videos (default: the sampling batch) with each plan."""
     s = probe.setup
-    shape = (s.sample_batch, s.channels, s.frames, s.resolution, s.resolution)
-    cond = probe.cond(s.sample_batch)
+    batch = batch or s.sample_batch
+    shape = (batch, s.channels, s.frames, s.resolution, s.resolution)
+    cond = probe.cond(batch)
 
     def run(plan: StagePlan):
         g = lambda: torch.Generator(device=probe.device).manual_seed(0)  # noqa: E731
@@ -119,6 +124,30 @@ def sampling_times(probe: Probe, plans: list[StagePlan]) -> list[Timing]:
 
     with torch.no_grad():
         return [measure(run(p), probe.device, repeats=s.repeats) for p in plans]
+
+
+def mode_figures(batch: int, macs: dict, fwd: dict, t_vanilla: Timing, t_tpdiff: Timing,
+                 bound: float) -> dict:  # fmt: skip
+    """One mode's figures: sampling times, speedup against the bound, GMAC/s per frames."""
+    speedup = t_vanilla.median_s / t_tpdiff.median_s
+    return dict(
+        batch=batch,
+        vanilla_sampling_s=t_vanilla.median_s,
+        tpdiff_sampling_s=t_tpdiff.median_s,
+        sampling_spread=max(t_vanilla.spread, t_tpdiff.spread),
+        inference_speedup=speedup,
+        measured_over_bound=speedup / bound,
+        gmacs_per_s={str(f): batch * macs[f] / t.median_s / 1e9 for f, t in fwd.items()},
+    )
+
+
+def throughput_mode(probe: Probe, plan: StagePlan, vanilla: StagePlan, macs: dict,
+                    bound: float) -> dict:  # fmt: skip
+    """The mode's figures at the setup's throughput batch."""
+    batch = probe.setup.throughput_batch
+    fwd = forward_times(probe, sorted(macs), batch)
+    t_vanilla, t_tpdiff = sampling_times(probe, [vanilla, plan], batch)
+    return mode_figures(batch, macs, fwd, t_vanilla, t_tpdiff, bound)
 
 
 def stage_table(setup, plan, per_frames, steps: list[Timing], vanilla_step: Timing):
@@ -133,6 +162,7 @@ def stage_table(setup, plan, per_frames, steps: list[Timing], vanilla_step: Timi
             train_prob=p, macs=count.macs, flops=count.flops,
             attention_share=count.attention_share, macs_vs_full=count.macs / full_macs,
             forward_ms=1e3 * fwd.median_s, forward_vs_full=fwd.median_s / full_fwd.median_s,
+            gmacs_per_s=setup.sample_batch * count.macs / fwd.median_s / 1e9,
             train_step_ms=1e3 * step.median_s,
             train_step_vs_full=step.median_s / vanilla_step.median_s,
             plan_macs=s.steps * count.macs,
@@ -159,7 +189,8 @@ def measure_costs(
     t_vanilla, t_tpdiff = sampling_times(probe, [vanilla, plan])
     macs = {f: count.macs for f, (count, _) in per_frames.items()}
     bound = plan_macs(macs, vanilla) / plan_macs(macs, plan)
-    speedup = t_vanilla.median_s / t_tpdiff.median_s
+    fwd = {f: timing for f, (_, timing) in per_frames.items()}
+    latency = mode_figures(setup.sample_batch, macs, fwd, t_vanilla, t_tpdiff, bound)
     probs = stage_probabilities(plan).tolist()
     measured_step = sum(p * t.median_s for p, t in zip(probs, steps))
     summary = dict(
@@ -170,17 +201,21 @@ def measure_costs(
         vanilla_plan_macs=plan_macs(macs, vanilla),
         tpdiff_plan_macs=plan_macs(macs, plan),
         flop_ratio_bound=bound,
-        vanilla_sampling_s=t_vanilla.median_s,
-        tpdiff_sampling_s=t_tpdiff.median_s,
-        sampling_spread=max(t_vanilla.spread, t_tpdiff.spread),
-        inference_speedup=speedup,
-        measured_over_bound=speedup / bound,
+        **{k: v for k, v in latency.items() if k not in ("batch", "gmacs_per_s")},
         training_step_flop_ratio=expected_training_macs(macs, plan)
         / expected_training_macs(macs, vanilla),
         training_step_cost_ratio=measured_step / vanilla_step.median_s,
         peak_memory_bytes=max(t_vanilla.peak_memory, t_tpdiff.peak_memory),
+        latency=latency,
     )
-    return stage_table(setup, plan, per_frames, steps, vanilla_step), summary
+    table = stage_table(setup, plan, per_frames, steps, vanilla_step)
+    if setup.throughput_batch:
+        summary["throughput"] = throughput_mode(probe, plan, vanilla, macs, bound)
+        rates = summary["throughput"]["gmacs_per_s"]
+        table[f"gmacs_per_s_b{setup.throughput_batch}"] = [
+            rates.get(str(f), "") if s != "total" else "" for s, f in zip(table.stage, table.frames)
+        ]
+    return table, summary
 
 
 def setup_for(cfg) -> CostSetup:
@@ -209,17 +244,32 @@ def cost_tables(
     num_stages: int = 3,
     total_steps: int = 30,
     setups: list[CostSetup] | None = None,
+    throughput_batch: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-stage rows of every backbone (uniform `num_stages` plan) and one row of plan-level
     figures per backbone (bound, measured speedup, training-step ratios). `setups`: the
     backbones as configured (e.g. `setup_for` of the suite's runs), else every backbone of
-    PAIRS at `size` and `frames`."""
+    PAIRS at `size` and `frames`. `throughput_batch` > 0 adds the throughput mode. The modes'
+    figures are flattened into columns `<mode>_<figure>` (GMAC/s: `<mode>_gmacs_per_s_<F>`)."""
     if setups is None:
         setups = [CostSetup(backbone=b, size=size, form=f, frames=frames) for b, f in PAIRS]
     tables, summaries = [], []
     for setup in setups:
+        setup = replace(setup, throughput_batch=throughput_batch)
         plan = uniform_plan(setup.form, setup.frames, num_stages, total_steps=total_steps)
         table, summary = measure_costs(setup, plan, device)
         tables.append(table)
-        summaries.append({k: v for k, v in summary.items() if k != "plan"})
+        summaries.append(_flat(summary))
     return pd.concat(tables, ignore_index=True), pd.DataFrame(summaries)
+
+
+def _flat(summary: dict) -> dict:
+    """The plan-level summary without the plan, each mode's figures as `<mode>_<figure>`."""
+    flat = {k: v for k, v in summary.items() if k not in ("plan", "latency", "throughput")}
+    for mode in ("latency", "throughput"):
+        for key, value in summary.get(mode, {}).items():
+            if isinstance(value, dict):
+                flat |= {f"{mode}_{key}_{f}": v for f, v in value.items()}
+            else:
+                flat[f"{mode}_{key}"] = value
+    return flat
