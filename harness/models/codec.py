@@ -38,8 +38,6 @@ MakeVideos = Callable[[], Dataset]
 
 
 class Codec(Protocol):
-    channels: int  # channels of what the backbone sees
-
     def plan_frames(self, frames: int, num_stages: int) -> int: ...
 
     def latent_shape(self, frames: int, size: int) -> tuple[int, int, int, int]: ...

@@ -425,7 +425,6 @@ class PretrainedVAECodec:
     def __init__(self, cfg: Config):
         check_config(cfg)
         self.cfg = cfg
-        self.channels = None  # read from the VAE's config.json on first use
 
     def plan_frames(self, frames: int, num_stages: int) -> int:
         return plan_frame_count(frames, num_stages, *VAE_FRAMES[self.cfg.backbone])
@@ -438,7 +437,6 @@ class PretrainedVAECodec:
             raise ValueError(
                 f"resolution={size} is not divisible by the VAE's spatial factor {spatial}"
             )
-        self.channels = channels
         latent = latent_frame_count(frames, temporal, causal)
         return (channels, latent, size // spatial, size // spatial)
 

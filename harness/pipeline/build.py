@@ -85,7 +85,7 @@ def build(
     rank, the codec encodes once and shares it) and the model, initialised from
     `torch.manual_seed(cfg.seed)` or from the pretrained pipeline's weights."""
     codec = codec_for(cfg, progress=progress and rank == 0)
-    plan = plan_for(cfg)
+    plan = plan_for(cfg, codec=codec)
     dataset = None
     if data:
         make_videos = lambda: build_data(cfg)  # noqa: E731
@@ -118,11 +118,11 @@ def build_model(cfg: Config, codec: Codec | None = None) -> TextConditionedModel
     return TextConditionedModel(text, backbone)
 
 
-def plan_for(cfg: Config, sample_steps: int | None = None) -> StagePlan:
+def plan_for(cfg: Config, sample_steps: int | None = None, codec: Codec | None = None) -> StagePlan:
     """The stage plan `cfg` trains and samples with (K = 1 for vanilla), at the frame count the
     model runs at (latent frames for a temporally compressing VAE). ValueError naming a valid
     setting when the plan cannot be built."""
-    codec = codec_for(cfg, progress=False)
+    codec = codec or codec_for(cfg, progress=False)
     total = sample_steps or cfg.sample_steps
     if cfg.method == "vanilla":
         return make_plan(cfg.form, codec.plan_frames(cfg.frames, 1), (), (total,), cfg.upsample)

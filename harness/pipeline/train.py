@@ -81,6 +81,7 @@ class Session:
     opt: torch.optim.Optimizer
     ema: EMAModel | None
     macs: dict[int, int]  # forward MACs of one sample per frame count
+    stage_probs: torch.Tensor  # (K,) the stage distribution of training
     step: int = 0
     wall_time_s: float = 0.0
     samples_seen: int = 0
@@ -208,7 +209,8 @@ def resume_or_start(cfg: Config, device: torch.device, rank: int, world: int) ->
     ddp = world > 1 and not cfg.fsdp
     device_ids = [device.index] if device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if ddp else model
-    session = Session(built, device, rank, world, net, opt, ema, macs, params=params)
+    probs = stage_probabilities(built.plan, cfg.stage_weighting)
+    session = Session(built, device, rank, world, net, opt, ema, macs, probs, params=params)
     if state is not None:
         session.step = session.saved_step = state["step"]
         session.wall_time_s, session.samples_seen = state["wall_time_s"], state["samples_seen"]
@@ -279,8 +281,7 @@ def draw_batch(s: Session, step: int, items: dict, waited_s: float) -> Batch:
     mine = slice(s.rank * local, (s.rank + 1) * local)
     shared = step_generator(cfg.seed, step)
     torch.randint(len(s.built.dataset), (cfg.batch_size,), generator=shared)  # the indices
-    stage = int(torch.multinomial(stage_probabilities(s.built.plan, cfg.stage_weighting), 1,
-                                  generator=shared))  # fmt: skip
+    stage = int(torch.multinomial(s.stage_probs, 1, generator=shared))
     captions = items["caption"]
     if cfg.cond_dropout > 0:  # unconditional examples for classifier-free guidance
         drop = torch.rand(cfg.batch_size, generator=shared)[mine]
