@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -42,3 +44,23 @@ def test_stage_table_totals_and_bound(backbone, form):
     assert list(stages.gmacs_per_s_b2) == pytest.approx(
         [summary["throughput"]["gmacs_per_s"][str(f)] for f in stages.frames]
     )
+
+
+def test_compiled_probe_samples_with_the_compiled_module_and_counts_on_the_eager_one():
+    import torch._dynamo
+
+    from harness.measure.cost import Probe
+    from harness.models.execution import compiled
+
+    setup = CostSetup(backbone="dit", size="tiny", form="flow", frames=4, repeats=1,
+                      train_batch=2, compile="eager")  # fmt: skip
+    probe = Probe(setup, torch.device("cpu"))
+    assert probe.infer is not probe.model and compiled(probe.model, "off") is probe.model
+    x = probe.inputs(1, 4)
+    with torch.inference_mode():
+        assert torch.allclose(probe.infer(*x), probe.model(*x), atol=1e-6)
+    assert torch._dynamo.config.recompile_limit >= 16  # 3 frame counts x 2 batches x 2 nets
+    plan = uniform_plan("flow", 4, 2, total_steps=4)
+    _, summary = measure_costs(setup, plan, torch.device("cpu"))
+    _, eager = measure_costs(replace(setup, compile="off"), plan, torch.device("cpu"))
+    assert summary["flop_ratio_bound"] == eager["flop_ratio_bound"] > 1

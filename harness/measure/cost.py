@@ -24,6 +24,7 @@ from harness.measure.flops import FlopCount, count_macs, expected_training_macs,
 from harness.measure.timing import Timing, measure
 from harness.models.backbones import build_backbone
 from harness.models.codec import codec_for
+from harness.models.execution import compiled
 
 # each backbone with the form of its role in the paper (MiniFlux-vid: flow, AnimateDiff: DDIM)
 PAIRS = (("dit", "flow"), ("unet", "ddim"))
@@ -48,10 +49,16 @@ class CostSetup:
     sample_batch: int = 1  # latency mode, as in the paper's table
     throughput_batch: int = 0  # throughput mode's batch (0: latency mode only)
     repeats: int = 3
+    compile: str = "off"  # torch.compile backend of the sampling forward passes (or off)
 
 
 class Probe:
-    """A randomly initialised backbone of `setup` on `device` and inputs for it."""
+    """A randomly initialised backbone of `setup` on `device` and inputs for it.
+
+    `infer` is the module the sampling forward passes run: the backbone itself, or with
+    `setup.compile` a `torch.compile` of it (static shapes: one graph per frame count and
+    batch, compiled by the untimed warm-up). MACs are counted and training steps taken on
+    the uncompiled backbone, which shares its parameters."""
 
     def __init__(self, setup: CostSetup, device: torch.device):
         torch.manual_seed(0)
@@ -59,6 +66,7 @@ class Probe:
         self.model = build_backbone(setup.backbone, setup.size, setup.channels, setup.text_dim,
                                     setup.frames, setup.resolution).to(device)  # fmt: skip
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.infer = compiled(self.model, setup.compile)
 
     def video(self, batch: int, frames: int) -> torch.Tensor:
         s = self.setup
@@ -94,8 +102,8 @@ def forward_costs(probe: Probe, frames: list[int]) -> dict[int, tuple[FlopCount,
 
 def forward_times(probe: Probe, frames: list[int], batch: int) -> dict[int, Timing]:
     """{frames: time of one forward pass of `batch` samples}."""
-    with torch.no_grad():
-        return {f: measure(partial(probe.model, *probe.inputs(batch, f)), probe.device,
+    with torch.inference_mode():
+        return {f: measure(partial(probe.infer, *probe.inputs(batch, f)), probe.device,
                            repeats=probe.setup.repeats) for f in frames}  # fmt: skip
 
 
@@ -115,14 +123,15 @@ def sampling_times(probe: Probe, plans: list[StagePlan], batch: int = 0) -> list
     s = probe.setup
     batch = batch or s.sample_batch
     shape = (batch, s.channels, s.frames, s.resolution, s.resolution)
-    cond = probe.cond(batch)
+    with torch.inference_mode():  # inference tensors, like the sampler's: no recompile
+        cond = probe.cond(batch)
 
     def run(plan: StagePlan):
         g = lambda: torch.Generator(device=probe.device).manual_seed(0)  # noqa: E731
-        return lambda: sample(probe.model, s.form, plan, shape, cond=cond,
+        return lambda: sample(probe.infer, s.form, plan, shape, cond=cond,
                               device=probe.device, generator=g())  # fmt: skip
 
-    with torch.no_grad():
+    with torch.inference_mode():
         return [measure(run(p), probe.device, repeats=s.repeats) for p in plans]
 
 
@@ -245,17 +254,19 @@ def cost_tables(
     total_steps: int = 30,
     setups: list[CostSetup] | None = None,
     throughput_batch: int = 0,
+    compile: str = "off",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-stage rows of every backbone (uniform `num_stages` plan) and one row of plan-level
     figures per backbone (bound, measured speedup, training-step ratios). `setups`: the
     backbones as configured (e.g. `setup_for` of the suite's runs), else every backbone of
-    PAIRS at `size` and `frames`. `throughput_batch` > 0 adds the throughput mode. The modes'
+    PAIRS at `size` and `frames`. `throughput_batch` > 0 adds the throughput mode; `compile`
+    (a torch.compile backend) compiles the sampling passes of every setup. The modes'
     figures are flattened into columns `<mode>_<figure>` (GMAC/s: `<mode>_gmacs_per_s_<F>`)."""
     if setups is None:
         setups = [CostSetup(backbone=b, size=size, form=f, frames=frames) for b, f in PAIRS]
     tables, summaries = [], []
     for setup in setups:
-        setup = replace(setup, throughput_batch=throughput_batch)
+        setup = replace(setup, throughput_batch=throughput_batch, compile=compile)
         plan = uniform_plan(setup.form, setup.frames, num_stages, total_steps=total_steps)
         table, summary = measure_costs(setup, plan, device)
         tables.append(table)

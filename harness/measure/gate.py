@@ -8,14 +8,24 @@ of `harness.measure.cost.PAIRS` (its paper form, 3 uniform stages, 30 sampling s
 - exact, from fvcore MAC counts: `flop_ratio_bound` (vanilla / TPDiff sampling FLOPs) and
   `training_step_flop_ratio` (TPDiff / vanilla expected training FLOPs per step);
 - wall-clock ratios: `inference_speedup` (vanilla / TPDiff sampling time),
-  `measured_over_bound` (speedup / bound) and `training_step_time_ratio` (TPDiff / vanilla
-  training-step time, expected over the stage distribution).
+  `measured_over_bound` (speedup / bound) in latency mode (batch 1, as in the paper's
+  table), `throughput_inference_speedup` and `throughput_measured_over_bound` in throughput
+  mode (batch `throughput_batch`, default 8), and `training_step_time_ratio` (TPDiff /
+  vanilla time of the real training step, expected over the stage distribution).
+
+CI runs latency mode, uncompiled (the committed baseline's setup). `--compile inductor`
+samples through `torch.compile` (the untimed warm-up compiles one graph per frame count and
+batch; training steps stay uncompiled) and `--throughput-batch 8` adds throughput mode; with
+both the gate takes 10 min or more on 2 cores, too long for CI (docs/cost.md).
 
 Only ratios measured in the same run are compared, never absolute times, so one baseline
 holds across machines. The thread count is pinned (--threads, default the baseline's) since
 the ratios move with it. Each figure is checked against `results/baseline.json`: FLOP
 ratios must equal the recorded value to a relative 1e-6; wall-clock ratios must stay above
-their `min` (below their `max`). Prints a table and exits 1 naming every regressed figure.
+their `min` (below their `max`). Prints a table and exits 1 naming every regressed figure,
+then reports measured/bound against the speed targets (`TARGETS`: 0.93 DiT / 0.92 UNet at
+batch 1, 0.95 at batch 8), which are not yet enforced: on the 2-core machine the UNet's
+batch-1 figure is below its target (docs/cost.md).
 
 Refresh the baseline after an intended change (new backbone size, new plan, faster
 sampler): `python -m harness.measure.gate --update-baseline` measures --runs times (default 10) and
@@ -41,9 +51,19 @@ from harness.measure.cost import PAIRS, CostSetup, measure_costs
 
 BASELINE = Path(__file__).resolve().parents[2] / "results" / "baseline.json"
 EXACT = ("flop_ratio_bound", "training_step_flop_ratio")
-AT_LEAST = ("inference_speedup", "measured_over_bound")
+AT_LEAST = (
+    "inference_speedup",
+    "measured_over_bound",
+    "throughput_inference_speedup",
+    "throughput_measured_over_bound",
+)
 AT_MOST = ("training_step_time_ratio",)
 REL_TOL = 1e-6
+# measured/bound the harness aims at (reported beside the checks, not enforced yet)
+TARGETS = {
+    "dit": {"measured_over_bound": 0.93, "throughput_measured_over_bound": 0.95},
+    "unet": {"measured_over_bound": 0.92, "throughput_measured_over_bound": 0.95},
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,8 @@ class GateSetup:
     steps: int = 30
     repeats: int = 5
     threads: int = 1
+    compile: str = "off"  # torch.compile backend of the sampling passes (--compile inductor)
+    throughput_batch: int = 0  # > 0 adds throughput mode (--throughput-batch 8)
     backbones: tuple[str, ...] = tuple(b for b, _ in PAIRS)
 
 
@@ -80,6 +102,9 @@ def measure(setup: GateSetup, pyramid: bool = True) -> dict[str, dict[str, float
             "training_step_time_ratio": summary["training_step_cost_ratio"],
             "sampling_spread": summary["sampling_spread"],
         }
+        for name, value in summary.get("throughput", {}).items():
+            if name in ("inference_speedup", "measured_over_bound", "sampling_spread"):
+                figures[backbone][f"throughput_{name}"] = value
     return figures
 
 
@@ -90,6 +115,8 @@ def check(figures: dict, baseline: dict) -> tuple[pd.DataFrame, list[str]]:
         if backbone not in figures:
             continue
         for name, limit in limits.items():
+            if name not in figures[backbone]:  # e.g. throughput mode switched off
+                continue
             value = figures[backbone][name]
             if "expected" in limit:
                 want = limit["expected"]
@@ -105,6 +132,17 @@ def check(figures: dict, baseline: dict) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), failures
 
 
+def target_table(figures: dict) -> pd.DataFrame:
+    """A row per measured (backbone, figure) of `TARGETS`: value, target, whether it is met."""
+    rows = [
+        dict(backbone=b, figure=name, value=figures[b][name], target=target,
+             met=bool(figures[b][name] >= target))
+        for b, targets in TARGETS.items() if b in figures
+        for name, target in targets.items() if name in figures[b]
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def make_baseline(runs: list[dict], setup: GateSetup, margin: float) -> dict:
     """Thresholds from repeated measurements: exact FLOP ratios, wall-clock limits at the
     worst run with `margin` of slack."""
@@ -114,7 +152,7 @@ def make_baseline(runs: list[dict], setup: GateSetup, margin: float) -> dict:
         limits: dict[str, dict] = {}
         for name in EXACT:
             limits[name] = {"expected": values[name][0]}
-        for name in AT_LEAST:
+        for name in (n for n in AT_LEAST if n in values):
             limits[name] = {"min": round(min(values[name]) * (1 - margin), 4)}
         for name in AT_MOST:
             limits[name] = {"max": round(max(values[name]) * (1 + margin), 4)}
@@ -134,6 +172,9 @@ def main(argv: list[str] | None = None, pyramid: bool = True) -> int:
     p.add_argument("--repeats", type=int, default=None, help="default: the baseline's")
     p.add_argument("--size", default=None, help="backbone size (default: the baseline's)")
     p.add_argument("--backbones", nargs="+", default=None, help="default: the baseline's")
+    p.add_argument("--compile", default=None, help="backend or off (default: the baseline's)")
+    p.add_argument("--throughput-batch", type=int, default=None,
+                   help="0: latency mode only (default: the baseline's)")  # fmt: skip
     args = p.parse_args(argv)
 
     saved = None
@@ -142,10 +183,11 @@ def main(argv: list[str] | None = None, pyramid: bool = True) -> int:
     elif not args.update_baseline:
         print(f"no baseline at {args.baseline}; create it with --update-baseline")
         return 2
-    known = asdict(GateSetup()) if saved is None else saved["setup"]
+    known = asdict(GateSetup()) | ({} if saved is None else saved["setup"])
     overrides = dict(
-        threads=args.threads, repeats=args.repeats, size=args.size, backbones=args.backbones
-    )
+        threads=args.threads, repeats=args.repeats, size=args.size, backbones=args.backbones,
+        compile=args.compile, throughput_batch=args.throughput_batch,
+    )  # fmt: skip
     chosen = known | {k: v for k, v in overrides.items() if v is not None}
     setup = GateSetup(**(chosen | {"backbones": tuple(chosen["backbones"])}))
 
@@ -161,6 +203,8 @@ def main(argv: list[str] | None = None, pyramid: bool = True) -> int:
     print(table.to_markdown(index=False, floatfmt=".4f"))
     spread = {b: round(f["sampling_spread"], 3) for b, f in figures.items()}
     print(f"sampling spread (max - min) / median over repeats: {spread}")
+    print("measured/bound against the speed targets (reported, not enforced):")
+    print(target_table(figures).to_markdown(index=False, floatfmt=".3f"))
     if failures:
         print("GATE FAILED, regressed: " + "; ".join(failures))
         return 1
