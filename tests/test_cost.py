@@ -59,6 +59,10 @@ def test_compiled_probe_samples_with_the_compiled_module_and_counts_on_the_eager
     x = probe.inputs(1, 4)
     with torch.inference_mode():
         assert torch.allclose(probe.infer(*x), probe.model(*x), atol=1e-6)
+    # parameters are read on every call: a training step's update reaches the compiled module
+    probe.train_step(uniform_plan("flow", 4, 2, total_steps=4), 0, probe.video(2, 4), probe.cond(2))
+    with torch.inference_mode():
+        assert torch.allclose(probe.infer(*x), probe.model(*x), atol=1e-6)
     assert torch._dynamo.config.recompile_limit >= 16  # 3 frame counts x 2 batches x 2 nets
     plan = uniform_plan("flow", 4, 2, total_steps=4)
     _, summary = measure_costs(setup, plan, torch.device("cpu"))

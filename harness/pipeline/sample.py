@@ -137,12 +137,13 @@ def plan_tag(cfg: Config) -> str:
     return f"{tag}-seed{cfg.seed}"
 
 
-def guided(model, null_ids: torch.Tensor, scale: float):
-    """Classifier-free guidance: uncond + scale (cond - uncond), both in one batch."""
+def guided(model, null: torch.Tensor, scale: float):
+    """Classifier-free guidance: uncond + scale (cond - uncond), both in one batch; `null` is
+    the empty caption's conditioning, in the form `model` takes its `cond`."""
 
-    def call(x: torch.Tensor, u: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def call(x: torch.Tensor, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         n = len(x)
-        out = model(torch.cat([x, x]), torch.cat([u, u]), torch.cat([ids, null_ids[:n]]))
+        out = model(torch.cat([x, x]), torch.cat([u, u]), torch.cat([cond, null[:n]]))
         cond, uncond = out[:n], out[n:]
         return uncond + scale * (cond - uncond)
 
@@ -177,20 +178,22 @@ def generate(
     model.eval()
     compile_backbone(model.backbone, cfg.compile)
     captions = built.prompts(cfg.num_samples)
-    ids = model.tokenize(captions).to(device)
+    with torch.no_grad():  # the captions are embedded once, not at every step
+        cond = model.text(model.tokenize(captions).to(device))
+        null = model.text(model.tokenize([""] * cfg.num_samples).to(device))
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     # (N, C, F', h, w) in the backbone's space: video, or latents decoded afterwards
     shape = (cfg.num_samples, *built.codec.latent_shape(cfg.frames, cfg.resolution))
-    net = autocast_model(model, device)
+    net = autocast_model(model.backbone, device)
     if cfg.guidance != 1.0:
-        net = guided(net, model.tokenize([""] * cfg.num_samples).to(device), cfg.guidance)
+        net = guided(net, null, cfg.guidance)
     videos = run_sampler(
         net,
         cfg.form,
         built.plan,
         shape,
         generator=g,
-        cond=ids,
+        cond=cond,
         renoise=cfg.renoise,
         device=device,
         progress=progress,
