@@ -68,3 +68,19 @@ def test_compiled_probe_samples_with_the_compiled_module_and_counts_on_the_eager
     _, summary = measure_costs(setup, plan, torch.device("cpu"))
     _, eager = measure_costs(replace(setup, compile="off"), plan, torch.device("cpu"))
     assert summary["flop_ratio_bound"] == eager["flop_ratio_bound"] > 1
+
+
+def test_two_compiled_backbones_in_one_process_each_run_their_own_graph():
+    from harness.measure.cost import Probe
+
+    probes = [
+        Probe(
+            CostSetup(backbone=b, size="tiny", form=f, frames=4, compile="eager"),
+            torch.device("cpu"),
+        )  # fmt: skip
+        for b, f in (("dit", "flow"), ("unet", "ddim"))
+    ]
+    with torch.inference_mode():
+        for probe in probes + probes:  # the same wrapper class, called alternately
+            x = probe.inputs(1, 4)
+            assert torch.allclose(probe.infer(*x), probe.model(*x), atol=1e-6)

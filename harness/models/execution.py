@@ -62,15 +62,13 @@ def compiled(module: nn.Module, backend: str) -> nn.Module:
     """`module` itself for backend 'off', else a `torch.compile` of it with static shapes
     (one graph per input shape) sharing its parameters, for repeated inference calls.
 
-    Dynamo's guards on module attributes are skipped (`skip_guard_on_all_nn_modules_unsafe`):
-    checked on every call, they cost the UNet milliseconds per forward pass at batch 1. This
-    assumes no attribute of `module` (structure, train/eval mode, hooks) changes after the
-    first call; parameter values may change (they are graph inputs, read on every call)."""
+    Dynamo's guards stay on: skipping those on module attributes
+    (`skip_guard_on_all_nn_modules_unsafe`) gained at most noise here and is wrong for
+    two backbones behind the same wrapper class (the second reused the first's graph)."""
     if backend == "off":
         return module
     _allow_graphs()
-    options = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
-    return torch.compile(module, backend=backend, dynamic=False, options=options)
+    return torch.compile(module, backend=backend, dynamic=False)
 
 
 def shard(model: nn.Module, device: torch.device) -> None:
