@@ -65,6 +65,7 @@ ABLATIONS: dict[str, Ablation] = {
             PAPER: {},
             "uniform": dict(stage_weighting="uniform"),
             "steps": dict(stage_weighting="steps"),
+            "pyramid-flow": dict(stage_weighting="pyramid-flow"),
         },
     ),
     "form": Ablation(

@@ -118,6 +118,20 @@ def test_stage_probabilities():
     lengths = torch.tensor([s.u_start - s.u_end for s in plan.stages], dtype=torch.float64)
     torch.testing.assert_close(p, lengths / lengths.sum())
     assert stage_probabilities(plan, "uniform").tolist() == pytest.approx([1 / 3] * 3)
+    # Pyramid Flow's mix: 25 / 50 / 25 for K = 3; ends 1, middle stages 2 otherwise
+    assert stage_probabilities(plan, "pyramid-flow").tolist() == pytest.approx([0.25, 0.5, 0.25])
+    five = uniform_plan("flow", 16, 5)
+    assert stage_probabilities(five, "pyramid-flow").tolist() == pytest.approx(
+        [1 / 8, 2 / 8, 2 / 8, 2 / 8, 1 / 8]
+    )
+    two = uniform_plan("flow", 16, 2)
+    assert stage_probabilities(two, "pyramid-flow").tolist() == pytest.approx([0.5, 0.5])
+    # a config names an unknown weighting at construction, not at the first training step
+    from harness.common.config import Config
+
+    with pytest.raises(ValueError, match="stage_weighting must be one of"):
+        Config(stage_weighting="snr")
+    assert Config(stage_weighting="pyramid-flow").stage_weighting == "pyramid-flow"
     with pytest.raises(ValueError, match="unknown stage weighting"):
         stage_probabilities(plan, "snr")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine.forms import get_form
+from harness.engine.stagewise import STAGE_WEIGHTINGS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -210,6 +211,10 @@ class Config:
                 f"jump_points={list(self.jump_points)} has {len(self.jump_points)} entries but "
                 f"num_stages={self.num_stages} needs {self.num_stages - 1} (or leave it empty "
                 "for the uniform split)"
+            )
+        if self.stage_weighting not in STAGE_WEIGHTINGS:
+            raise ValueError(
+                f"stage_weighting must be one of {STAGE_WEIGHTINGS}, got {self.stage_weighting!r}"
             )
         if self.stage_steps and len(self.stage_steps) != self.num_stages:
             raise ValueError(

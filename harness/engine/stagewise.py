@@ -27,7 +27,7 @@ from torch import Tensor
 from harness.engine.forms import Form, get_form
 from harness.engine.pyramid import StagePlan, downsample, stage_data, upsample
 
-STAGE_WEIGHTINGS = ("length", "uniform", "steps")
+STAGE_WEIGHTINGS = ("length", "uniform", "steps", "pyramid-flow")
 
 
 @dataclass(frozen=True)
@@ -132,13 +132,18 @@ def align_noise(data: Tensor, noise: Tensor) -> Tensor:
 
 def stage_probabilities(plan: StagePlan, weighting: str = "length") -> Tensor:
     """Probability of training each stage: proportional to its length in u (default),
-    uniform, or proportional to its sampling steps. Shape (K,), float64."""
+    uniform, proportional to its sampling steps, or "pyramid-flow": weight 1 for the first
+    and last stage and 2 for each stage between (25 / 50 / 25 for K = 3, Pyramid Flow's
+    mix; other K is this harness's extension of it). Shape (K,), float64."""
     if weighting == "length":
         w = [s.length for s in plan.stages]
     elif weighting == "uniform":
         w = [1.0] * plan.num_stages
     elif weighting == "steps":
         w = [float(s.steps) for s in plan.stages]
+    elif weighting == "pyramid-flow":
+        k = plan.num_stages
+        w = [1.0 if i in (0, k - 1) else 2.0 for i in range(k)]
     else:
         raise ValueError(f"unknown stage weighting {weighting!r}; choose one of {STAGE_WEIGHTINGS}")
     w = torch.tensor(w, dtype=torch.float64)
