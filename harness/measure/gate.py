@@ -16,7 +16,7 @@ of `harness.measure.cost.PAIRS` (its paper form, 3 uniform stages, 30 sampling s
 CI runs latency mode, uncompiled (the committed baseline's setup). `--compile inductor`
 samples through `torch.compile` (the untimed warm-up compiles one graph per frame count and
 batch; training steps stay uncompiled) and `--throughput-batch 8` adds throughput mode; with
-both the gate takes 10 min or more on 2 cores, too long for CI (docs/cost.md).
+both the gate takes more than 10 min with one thread, too long for CI (docs/cost.md).
 
 Only ratios measured in the same run are compared, never absolute times, so one baseline
 holds across machines. The thread count is pinned (--threads, default the baseline's) since

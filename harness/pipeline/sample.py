@@ -178,15 +178,18 @@ def generate(
     model.eval()
     compile_backbone(model.backbone, cfg.compile)
     captions = built.prompts(cfg.num_samples)
-    with torch.no_grad():  # the captions are embedded once, not at every step
-        cond = model.text(model.tokenize(captions).to(device))
-        null = model.text(model.tokenize([""] * cfg.num_samples).to(device))
+
+    def embed(texts: list[str]) -> torch.Tensor:  # once per call, not at every step
+        with torch.no_grad():
+            return model.text(model.tokenize(texts).to(device))
+
+    cond = embed(captions)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     # (N, C, F', h, w) in the backbone's space: video, or latents decoded afterwards
     shape = (cfg.num_samples, *built.codec.latent_shape(cfg.frames, cfg.resolution))
     net = autocast_model(model.backbone, device)
     if cfg.guidance != 1.0:
-        net = guided(net, null, cfg.guidance)
+        net = guided(net, embed([""] * cfg.num_samples), cfg.guidance)
     videos = run_sampler(
         net,
         cfg.form,
