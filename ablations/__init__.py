@@ -56,8 +56,9 @@ ABLATIONS: dict[str, Ablation] = {
         {PAPER: {}, "off": dict(align=False)},
     ),
     "renoise": Ablation(
-        "corrective noise at each stage jump in sampling (sampling only)",
-        {PAPER: {}, "off": dict(renoise=False)},
+        "corrective noise at each stage jump in sampling (sampling only): the exact "
+        "covariance, none, or Pyramid Flow's fixed blend (gamma = 1/3, docs/method.md sec. 4)",
+        {PAPER: {}, "off": dict(renoise="off"), "pyramid-flow": dict(renoise="pyramid-flow")},
     ),
     "stage_weighting": Ablation(
         "how often training draws each stage",
@@ -71,5 +72,10 @@ ABLATIONS: dict[str, Ablation] = {
     "form": Ablation(
         "diffusion form (the paper: flow matching for MiniFlux-vid, DDIM for AnimateDiff)",
         {PAPER: {}, "ddim": dict(form="ddim"), "ddim-v": dict(form="ddim-v")},
+    ),
+    "seed": Ablation(
+        "the paper's setting trained and sampled from another seed: the noise floor that every "
+        "other verdict is read against",
+        {PAPER: {}, "seed 1": dict(seed=1)},
     ),
 }

@@ -48,13 +48,14 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
     load_evaluator(trials.SCALES["tiny"].evaluator, tmp_path / "cache", progress=False)
     table = ablate.ablate("renoise", "tiny", tmp_path)
-    assert list(table["variant"]) == [PAPER, "off"]
+    assert list(table["variant"]) == [PAPER, "off", "pyramid-flow"]
     assert table["run"].nunique() == 1  # one training run serves both
     run = tmp_path / "runs" / table["run"][0]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]  # trained once, in two resumed chunks
     evals = pd.read_csv(run / "evals.csv")
-    assert len(evals) == 4 and evals["sampling"].str.endswith("norenoise-seed0").sum() == 2
+    assert len(evals) == 6 and evals["sampling"].str.endswith("norenoise-seed0").sum() == 2
+    assert evals["sampling"].str.endswith("pfrenoise-seed0").sum() == 2
     assert table["train_gflops"].nunique() == 1
     assert (table[ablate.COLUMNS].notna()).all().all()
     for name in ("table.csv", "renoise.png", "report.md"):

@@ -4,7 +4,15 @@ from conftest import random_valid_plans
 
 from harness.engine.forms import FORMS
 from harness.engine.oracle import OracleDenoiser
-from harness.engine.pyramid import jump, make_plan, stage_data, uniform_plan, upsample
+from harness.engine.pyramid import (
+    corrective_root,
+    jump,
+    make_plan,
+    stage_data,
+    uniform_plan,
+    upsample,
+    upsample_matrix,
+)
 from harness.engine.sampler import sample
 
 
@@ -87,7 +95,10 @@ def test_sampler_enters_every_stage_with_the_training_marginal(mode):
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
 def test_without_renoise_repeated_frames_are_correlated(mode):
     x_star = torch.zeros(1, 1, 8, 1, 1, dtype=torch.float64)
-    for renoise, check in [(True, lambda c: abs(c) < 0.03), (False, lambda c: c > 0.8)]:
+    checks = [(True, lambda c: abs(c) < 0.03), (False, lambda c: c > 0.8)]
+    if mode == "nearest":  # the known answer 1/3 (below) holds for the repeated frames
+        checks.append(("pyramid-flow", lambda c: abs(c - 1 / 3) < 0.03))
+    for renoise, check in checks:
         plan, states = _entry_states("flow", mode, x_star, 20_000, renoise=renoise)
         x = states[2].flatten(1)  # 8 frames entering the last stage
         for i in range(0, 8, 2):
@@ -130,3 +141,37 @@ def test_sample_rejects_mismatches():
         sample(lambda x, u, c: x, "ddim", plan, (1, 1, 8, 1, 1))
     with pytest.raises(ValueError, match="asks for 16 frames"):
         sample(lambda x, u, c: x, "flow", plan, (1, 1, 16, 1, 1))
+
+
+def test_pyramid_flow_renoise_keeps_each_frame_variance_but_not_the_pair_correlation():
+    """Known answer (docs/method.md sec. 4): at the SNR rule's starts (nearest: carried^2 /
+    target^2 = 1/2) Pyramid Flow's blend gives each frame the training variance but leaves
+    repeated frames correlated by 1/2 - gamma / 2 = 1/3; the exact rule leaves 0."""
+    x_star = torch.zeros(1, 1, 8, 1, 1, dtype=torch.float64)
+    plan, states = _entry_states("flow", "nearest", x_star, 20_000, renoise="pyramid-flow")
+    for k in (1, 2):
+        x = states[k].flatten(1)
+        std = float(FORMS["flow"].sigma(plan.stages[k].u_start))
+        assert float((x.std(0) / std - 1).abs().max()) < 0.03
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_pyramid_flow_blend_is_exact_where_pyramid_flow_places_its_jumps(frames):
+    """With carried / target = 1/2 (gamma / (1 + gamma) = 1/4) the fixed blend and the exact
+    covariance coincide for nearest upsampling; at the SNR rule's 1/2 they do not."""
+    u = upsample_matrix(frames, "nearest")
+    cov = {r: corrective_root(r, frames, "nearest", 0.5, 1.0) for r in ("exact", "pyramid-flow")}
+    cov = {r: m @ m.T for r, m in cov.items()}
+    eye = torch.eye(2 * frames, dtype=torch.float64)
+    assert torch.allclose(cov["pyramid-flow"] + 0.25 * u @ u.T, eye, atol=1e-12)
+    assert torch.allclose(cov["pyramid-flow"], cov["exact"], atol=1e-12)
+    half = corrective_root("pyramid-flow", frames, "nearest", 0.5**0.5, 1.0)
+    total = half @ half.T + 0.5 * u @ u.T
+    assert torch.allclose(total.diagonal(), torch.ones(2 * frames, dtype=torch.float64))
+    assert abs(float(total[0, 1]) - 1 / 3) < 1e-12
+
+
+def test_unknown_renoise_rule_is_a_clear_error():
+    plan = uniform_plan("flow", 8, 3)
+    with pytest.raises(ValueError, match="renoise must be one of"):
+        jump(torch.zeros(1, 1, 2, 1, 1), "flow", plan, 1, renoise="blend")

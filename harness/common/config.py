@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine.forms import get_form
+from harness.engine.pyramid import renoise_rule
 from harness.engine.stagewise import STAGE_WEIGHTINGS
 
 if sys.version_info >= (3, 11):
@@ -113,7 +114,7 @@ class Config:
     stage_steps: tuple[int, ...] = ()  # sampling steps per stage; empty: sample_steps split evenly
     upsample: str = "nearest"
     align: bool = True
-    renoise: bool = True
+    renoise: str = "exact"  # exact | off | pyramid-flow (true / false: exact / off)
     stage_weighting: str = "length"
     # model
     backbone: str = "dit"
@@ -212,6 +213,7 @@ class Config:
                 f"num_stages={self.num_stages} needs {self.num_stages - 1} (or leave it empty "
                 "for the uniform split)"
             )
+        object.__setattr__(self, "renoise", renoise_rule(self.renoise))  # names a bool flag
         if self.stage_weighting not in STAGE_WEIGHTINGS:
             raise ValueError(
                 f"stage_weighting must be one of {STAGE_WEIGHTINGS}, got {self.stage_weighting!r}"
@@ -271,6 +273,8 @@ class Config:
         for key, value in changes.items():
             if key not in hints:
                 raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+            if key == "renoise":  # the named rule; true / false from older configs still read
+                value = renoise_rule(value)
             parsed[key] = _coerce(key, value, hints[key])
         return dataclasses.replace(self, **parsed)
 

@@ -22,6 +22,21 @@ from torch import Tensor
 from harness.engine.forms import Form, get_form
 
 UPSAMPLE_MODES = ("nearest", "linear")
+# corrective noise at a stage jump: the exact covariance, none, or Pyramid Flow's fixed blend
+RENOISE_RULES = ("exact", "off", "pyramid-flow")
+PYRAMID_FLOW_GAMMA = 1 / 3  # Pyramid Flow's block-noise correlation is -gamma
+
+
+def renoise_rule(value: str | bool) -> str:
+    """The named renoise rule of `value`: True / "true" -> "exact", False / "false" -> "off"
+    (the flag of older configs), or one of RENOISE_RULES."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if isinstance(value, bool):
+        return "exact" if value else "off"
+    if value not in RENOISE_RULES:
+        raise ValueError(f"renoise must be one of {RENOISE_RULES} (or true / false), got {value!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------- resampling
@@ -255,7 +270,7 @@ def jump(
     plan: StagePlan,
     to_stage: int,
     generator: torch.Generator | None = None,
-    renoise: bool = True,
+    renoise: str | bool = "exact",
 ) -> Tensor:
     """Move a sample from the end of stage `to_stage - 1` to the start of `to_stage`.
 
@@ -263,11 +278,13 @@ def jump(
         n ~ N(0, sigma(u_s')^2 I - c^2 sigma(u_e)^2 U U^T)
 
     so x_s' has exactly the training marginal alpha(u_s') Up(x0) + sigma(u_s') eps.
-    With `renoise=False` the corrective noise is dropped (the `no_renoise`
-    ablation): same times and steps, but too little and frame-correlated noise.
+    `renoise` (RENOISE_RULES) picks the corrective noise: "exact" is the above; "off" drops
+    it (same times and steps, but too little and frame-correlated noise); "pyramid-flow" is
+    Pyramid Flow's fixed blend (`corrective_root`).
     x_end: (B, C, F_{k-1}, H, W) -> (B, C, F_k, H, W).
     """
     form = get_form(form)
+    rule = renoise_rule(renoise)
     if not 1 <= to_stage < plan.num_stages:
         raise ValueError(f"to_stage must be in 1..{plan.num_stages - 1}, got {to_stage}")
     prev, nxt = plan.stages[to_stage - 1], plan.stages[to_stage]
@@ -279,16 +296,47 @@ def jump(
     a_s, s_s = float(form.alpha(nxt.u_start)), float(form.sigma(nxt.u_start))
     c = a_s / a_e
     x = c * upsample(x_end, plan.upsample)
-    if not renoise:
+    if rule == "off":
         return x
-    evals, evecs = _gram_eigh(prev.frames, plan.upsample)
-    var = s_s**2 - (c * s_e) ** 2 * evals  # eigenvalues of the corrective covariance
-    if float(var.min()) < -1e-9 * s_s**2:
-        raise ValueError(
-            f"jump into stage {to_stage} would need a negative noise variance "
-            f"({float(var.min()):.3g}); its start must satisfy the SNR rule (use make_plan)"
-        )
-    root = (evecs * var.clamp(min=0).sqrt()) @ evecs.T  # (F_k, F_k) covariance square root
+    try:
+        root = corrective_root(rule, prev.frames, plan.upsample, c * s_e, s_s)
+    except ValueError as err:
+        raise ValueError(f"jump into stage {to_stage}: {err}") from None
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     noise = torch.einsum("gf,bcfhw->bcghw", root.to(dtype=x.dtype, device=x.device), z)
     return x + noise
+
+
+def corrective_root(rule: str, frames_in: int, mode: str, carried: float, target: float) -> Tensor:
+    """Square root R (2F x 2F, float64) of the corrective noise's frame covariance R R^T at a
+    jump whose upsampled state carries noise of std `carried` = c sigma(u_e) per frame
+    (covariance carried^2 U U^T) and must start at std `target` = sigma(u_s').
+
+    - "exact": R R^T = target^2 I - carried^2 U U^T, so the sum is target^2 I.
+    - "pyramid-flow": every pair of frames (2i, 2i+1) made from one frame gets block noise
+      with correlation -gamma (gamma = 1/3), scaled so each frame's variance is right:
+      beta^2 [[1, -gamma], [-gamma, 1]], beta^2 = target^2 - carried^2. The pair covariance
+      left is carried^2 - gamma beta^2, zero only when carried^2 / target^2 =
+      gamma / (1 + gamma) = 1/4; the SNR rule's starts give 1/2 for `nearest`.
+    """
+    if rule == "exact":
+        evals, evecs = _gram_eigh(frames_in, mode)
+        var = target**2 - carried**2 * evals  # eigenvalues of the corrective covariance
+        if float(var.min()) < -1e-9 * target**2:
+            raise ValueError(
+                f"a jump would need a negative noise variance ({float(var.min()):.3g}); the "
+                "next stage's start must satisfy the SNR rule (use make_plan)"
+            )
+        return (evecs * var.clamp(min=0).sqrt()) @ evecs.T
+    if rule == "pyramid-flow":
+        beta2 = target**2 - carried**2
+        if beta2 < -1e-9 * target**2:
+            raise ValueError(
+                f"a jump would need a negative noise variance ({beta2:.3g}); the next stage "
+                "must start noisier than the last one ended (use make_plan)"
+            )
+        g = PYRAMID_FLOW_GAMMA
+        pair = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64) / 2**0.5
+        block = pair * torch.tensor([(1 - g) ** 0.5, (1 + g) ** 0.5], dtype=torch.float64)
+        return torch.block_diag(*[block] * frames_in) * max(beta2, 0.0) ** 0.5
+    raise ValueError(f"no corrective noise for rule {rule!r}; choose one of {RENOISE_RULES}")

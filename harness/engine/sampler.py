@@ -49,7 +49,7 @@ def sample(
     shape: tuple[int, int, int, int, int],
     generator: torch.Generator | None = None,
     cond: Any = None,
-    renoise: bool = True,
+    renoise: str | bool = "exact",
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
@@ -59,7 +59,7 @@ def sample(
     """Sample videos of the final `shape` (B, C, F, H, W) by running every stage of `plan`.
 
     Stage 0 starts from N(0, I) at F_0 frames; between stages `pyramid.jump`
-    upsamples and renoises (`renoise=False` is the no-renoise ablation).
+    upsamples and renoises (`renoise`: a rule of pyramid.RENOISE_RULES).
     `callback(k, x)` sees the state entering stage k. Random draws use
     `generator` (on `device`, default the generator's device or CPU).
     """

@@ -130,8 +130,8 @@ def plan_tag(cfg: Config) -> str:
             tag += "-s" + ",".join(str(n) for n in cfg.stage_steps)
         if cfg.upsample != "nearest":
             tag += f"-{cfg.upsample}"
-        if not cfg.renoise:
-            tag += "-norenoise"
+        if cfg.renoise != "exact":
+            tag += {"off": "-norenoise", "pyramid-flow": "-pfrenoise"}[cfg.renoise]
     if cfg.guidance != 1.0:
         tag += f"-cfg{cfg.guidance:g}"
     return f"{tag}-seed{cfg.seed}"

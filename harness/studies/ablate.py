@@ -29,6 +29,7 @@ from ablations import ABLATIONS, PAPER  # noqa: E402
 from harness.common.io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from harness.metrics import MetricOptions  # noqa: E402
 from harness.studies.trials import (  # noqa: E402
+    METRICS,
     QUALITY,
     SCALES,
     SCORE_COLUMNS,
@@ -36,7 +37,11 @@ from harness.studies.trials import (  # noqa: E402
     trial_config,
 )
 
-COLUMNS = [QUALITY, *SCORE_COLUMNS]
+# the sweep's metrics and the motion metric: stutter and the motion gap show stage-boundary
+# artifacts (repeated frames), the renoise question
+ABLATION_METRICS = [*METRICS, "motion"]
+MOTION_COLUMNS = ("motion-gap", "motion-gap-lo", "motion-gap-hi", "stutter", "stutter-real")
+COLUMNS = [QUALITY, *SCORE_COLUMNS, *MOTION_COLUMNS]
 
 
 def ablate(
@@ -50,23 +55,17 @@ def ablate(
         raise RuntimeError(f"--scale {scale_name} needs a CUDA device; use --scale cpu here")
     options = options or MetricOptions(evaluator=scale.evaluator, device=scale.device)
     ablation = ABLATIONS[name]
-    rows = []
+    rows, curve = [], []
     for label, changes in tqdm(ablation.variants.items(), desc=name):
         cfg = trial_config(scale, out / "runs", **changes)
-        last = train_and_score(cfg, scale, options)[-1]
-        rows.append(
-            dict(
-                ablation=name,
-                variant=label,
-                changes=json.dumps(changes),
-                run=cfg.name,
-                step=last["step"],
-                n=last["n"],
-                **{c: last[c] for c in COLUMNS},
-            )
-        )
+        scored = train_and_score(cfg, scale, options, metrics=ABLATION_METRICS)
+        for row in scored:  # every snapshot: the quality-against-cost curve
+            head = dict(ablation=name, variant=label, changes=json.dumps(changes), run=cfg.name)
+            curve.append(head | {k: row[k] for k in ("step", "n", "train_flops", "git", *COLUMNS)})
+        rows.append(curve[-1])
     table = pd.DataFrame(rows)
     folder = out / name
+    write_csv(folder / "curves.csv", pd.DataFrame(curve))
     write_csv(folder / "table.csv", table)
     plot_ablation(table, ablation.about, folder / f"{name}.png")
     write_text(folder / "report.md", _report_md(name, ablation.about, table, scale_name))
