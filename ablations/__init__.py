@@ -29,6 +29,7 @@ ABLATIONS: dict[str, Ablation] = {
             "K=2": dict(num_stages=2),
             PAPER: {},
             "K=4": dict(num_stages=4),
+            "K=5": dict(num_stages=5),  # needs a multiple of 16 frames: skipped on 8
         },
     ),
     "jump_points": Ablation(

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,6 +11,9 @@ import pytest
 import harness.pipeline.evaluate as evaluate
 import harness.pipeline.train as train
 import harness.studies.ablate as ablate
+import harness.studies.ablation_finish as ablation_finish
+import harness.studies.ablation_report as ablation_report
+import harness.studies.report as report
 import harness.studies.trials as trials
 from ablations import ABLATIONS, PAPER
 from harness.metrics.evaluator import load_evaluator
@@ -22,6 +27,10 @@ def test_every_variant_is_a_valid_config_difference(tmp_path, scale):
         base = trials.trial_config(trials.SCALES[scale], tmp_path).to_dict()
         for label, changes in ablation.variants.items():
             cfg = trials.trial_config(trials.SCALES[scale], tmp_path, **changes)
+            if cfg.frames % 2 ** (cfg.num_stages - 1):  # K = 5 on 8 frames: skipped, named
+                with pytest.raises(ValueError, match="not divisible by 2"):
+                    plan_for(cfg)
+                continue
             plan = plan_for(cfg)  # raises on an invalid plan
             assert plan.num_frames == cfg.frames
             differs = {k for k, v in cfg.to_dict().items() if base[k] != v} - {"name"}
@@ -49,6 +58,9 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     load_evaluator(trials.SCALES["tiny"].evaluator, tmp_path / "cache", progress=False)
     table = ablate.ablate("renoise", "tiny", tmp_path)
     assert list(table["variant"]) == [PAPER, "off", "pyramid-flow"]
+    assert table["stutter"].notna().all() and table["motion-gap"].notna().all()
+    curves = pd.read_csv(tmp_path / "renoise" / "curves.csv")
+    assert len(curves) == 6 and list(curves["step"]) == [2, 4] * 3
     assert table["run"].nunique() == 1  # one training run serves both
     run = tmp_path / "runs" / table["run"][0]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -58,15 +70,47 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     assert evals["sampling"].str.endswith("pfrenoise-seed0").sum() == 2
     assert table["train_gflops"].nunique() == 1
     assert (table[ablate.COLUMNS].notna()).all().all()
-    for name in ("table.csv", "renoise.png", "report.md"):
-        assert (tmp_path / "renoise" / name).stat().st_size > 0
+
+    # finish (references, speed, strips) and the report, then a redraw from the files alone
+    ablation_finish.finish(tmp_path, "tiny")
+    summary = ablation_report.build(tmp_path)
+    assert list(summary["ablations"]) == list(ABLATIONS)  # every registered ablation
+    rows = {r["variant"]: r for r in summary["ablations"]["renoise"]["variants"]}
+    assert {rows[v]["verdict"] for v in ("off", "pyramid-flow")} <= {
+        "better",
+        "worse",
+        "within noise",
+    }
+    assert rows[PAPER]["verdict"] == "reference"
+    for row in rows.values():
+        assert row["FVD-md-lo"] <= row["FVD-md"] <= row["FVD-md-hi"]
+        assert row["flop_ratio_bound"] > 1 and row["inference_speedup"] > 0
+    stages = {r["variant"]: r for r in summary["ablations"]["stages"]["variants"]}
+    assert stages["K=5"]["status"] == "skipped" and "divisible" in stages["K=5"]["reason"]
+    assert stages["K=2"]["status"] == "not run"
+    assert summary["seed_spread"]["FVD-md"] is None  # the seed ablation did not run
+    for name in (
+        "renoise/renoise.png",
+        "renoise/renoise_samples.png",
+        "report.md",
+        "summary.csv",
+        "summary.json",
+        "speed.csv",
+        "strips.pt",
+    ):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "Not run in this folder" in (tmp_path / "report.md").read_text()
+    drawn = (tmp_path / "summary.json").read_text()
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "summary.json").unlink()
+    assert report.main([str(tmp_path)]) == 0
+    assert (tmp_path / "summary.json").read_text() == drawn
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished score was recomputed")
 
     monkeypatch.setattr(evaluate, "score_checkpoint", fail)
-    again = ablate.ablate("renoise", "tiny", tmp_path)
-    pd.testing.assert_frame_equal(again, table)
+    # (the runs are gone: a rerun trains again, so check reuse on a fresh folder instead)
 
 
 def test_nan_loss_fails_with_the_step(tmp_path, monkeypatch):
@@ -86,3 +130,55 @@ def test_nan_loss_fails_with_the_step(tmp_path, monkeypatch):
 def test_unknown_ablation_is_named():
     with pytest.raises(ValueError, match="unknown ablation 'nope'"):
         ablate.ablate("nope", "tiny", None)
+
+
+def test_reuse_recomputes_no_finished_score(tmp_path, monkeypatch):
+    monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
+    table = ablate.ablate("upsample", "tiny", tmp_path)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished score was recomputed")
+
+    monkeypatch.setattr(evaluate, "score_checkpoint", fail)
+    again = ablate.ablate("upsample", "tiny", tmp_path)
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_seed_spread_and_cost_to_target_known_answers():
+    table = pd.DataFrame([
+        dict(ablation="seed", variant=PAPER, **{"FVD-md": 10.0, "motion-gap": 0.5}),
+        dict(ablation="seed", variant="seed 1", **{"FVD-md": 12.5, "motion-gap": 0.25}),
+    ])  # fmt: skip
+    assert ablation_report.seed_spreads(table) == {"FVD-md": 2.5, "motion-gap": 0.25}
+    curve = pd.DataFrame({"train_flops": [3.0, 1.0, 2.0], "FVD-md": [4.0, 10.0, 6.0]})
+    assert ablation_report.cost_to_target(curve, 8.0) == pytest.approx(1.5)  # between 1 and 2
+    assert ablation_report.cost_to_target(curve, 3.0) is None  # never reached
+
+
+def test_gpu_commands_name_every_variant_with_its_cost_or_why_not():
+    """`ablate --commands CONFIG`: sampling-only variants sample the config's own run, the
+    others train their own; costs fall with K; what the config cannot take says why."""
+    from harness.studies.ablation_commands import commands_table
+
+    rows = {
+        (r["ablation"], r["variant"]): r
+        for r in commands_table(Path("baselines/gpu/animatediff-tpdiff.toml"), list(ABLATIONS))
+    }
+    assert "torchrun" not in rows["renoise", "pyramid-flow"]["commands"]
+    assert "renoise=pyramid-flow" in rows["renoise", "pyramid-flow"]["commands"]
+    assert "torchrun" in rows["stages", "K=5"]["commands"]
+    assert "num_stages=5" in rows["stages", "K=5"]["commands"]
+    cost = [
+        float(rows["stages", k]["train_tflops_per_sample_step"].lstrip("~"))
+        for k in ("K=1", "K=2", PAPER, "K=4", "K=5")
+    ]
+    assert cost == sorted(cost, reverse=True)
+    assert rows["stages", "K=5"]["sample_tflops_per_video"].startswith("~")  # scaled, marked
+    assert rows["stages", PAPER]["sample_tflops_per_video"] == "72"  # 10 x (1.03 + 2.05 + 4.11)
+    assert rows["form", "ddim"]["commands"].startswith("the config's own setting")
+    assert "form=ddim" in rows["form", "ddim-v"]["commands"]  # why not, and the fix
+    wan = {
+        (r["ablation"], r["variant"]): r
+        for r in commands_table(Path("baselines/gpu/wan-tpdiff.toml"), ["stages"])
+    }
+    assert "frames=61" in wan["stages", "K=4"]["commands"]

@@ -117,3 +117,16 @@ def test_the_quality_bar_of_a_model_that_learns():
     ignores = v.bar_misses(150.0, 0.39, 100.0)  # ignores its captions
     assert len(ignores) == 1 and ignores[0].startswith("PA-md-digit 0.390")
     assert len(v.bar_misses(500.0, 0.1, 100.0)) == 2
+
+
+def test_ablation_verdicts_need_both_intervals_and_the_seed_spread_apart():
+    paper = Estimate(10.0, 9.0, 11.0)
+    lower = Estimate(7.0, 6.0, 8.0)  # interval wholly below, gap 3
+    assert v.ablation("FVD-md", lower, paper, None, [])[0] == "better"
+    assert v.ablation("FVD-md", lower, paper, 2.0, [])[0] == "better"
+    assert v.ablation("FVD-md", lower, paper, 3.5, [])[0] == "within noise"  # seeds
+    assert v.ablation("FVD-md", paper, lower, 2.0, [])[0] == "worse"
+    near = Estimate(9.5, 8.5, 10.5)  # intervals overlap
+    assert v.ablation("FVD-md", near, paper, 0.0, [])[0] == "within noise"
+    found, why = v.ablation("FVD-md", lower, paper, 0.0, ["x is at noise level"])
+    assert found == "within noise" and "noise level" in why

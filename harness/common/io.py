@@ -46,6 +46,20 @@ def write_torch(path: str | Path, obj: Any) -> Path:
     return path
 
 
+def plain(obj: Any) -> Any:
+    """`obj` with numpy scalars made Python ones and NaN made None, through dicts, lists and
+    tuples: what JSON can hold."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

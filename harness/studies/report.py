@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.common.io import write_csv, write_json, write_text
+from harness.common.io import plain, write_csv, write_json, write_text
 from harness.studies import verdicts
 from harness.studies.plots import plot_quality, plot_renoise_strip
 from harness.studies.verdicts import Curve, Estimate
@@ -167,7 +167,7 @@ def judge(curves, finals, refs, plans, metric) -> list[dict]:
             out.append(verdicts.Verdict("renoise", b, "inconclusive", {}, missing))
         else:
             out.append(verdicts.renoise(b, on_est, off_est, [noise_tp]))
-    return [_plain_dict(v.row() | {"claim_text": verdicts.CLAIMS[v.claim]}) for v in out]
+    return [plain(v.row() | {"claim_text": verdicts.CLAIMS[v.claim]}) for v in out]
 
 
 def build(out: str | Path, reference: str | Path | None = None) -> dict:
@@ -276,18 +276,12 @@ def _summary(job, metric, agreement, plans, costs, finals, refs, found) -> dict:
                 if col in off and pd.notna(off[col]):
                     entry[f"no_renoise_final_{col}"] = float(off[col])
         entry["seed_spread_FVD-md"] = seed_spread(finals, b)
-        summary["backbones"][b] = {k: _plain(v) for k, v in entry.items()}
+        summary["backbones"][b] = {k: plain(v) for k, v in entry.items()}
     return summary
 
 
 def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return frame.to_markdown(index=False, floatfmt=floatfmt) if not frame.empty else "(none)"
-
-
-def _plain_dict(d):
-    if isinstance(d, dict):
-        return {k: _plain_dict(v) for k, v in d.items()}
-    return _plain(d)
 
 
 def compare_with_reference(summary: dict, reference: Path) -> list[str]:
@@ -319,14 +313,6 @@ def compare_with_reference(summary: dict, reference: Path) -> list[str]:
             "",
         ]
     return lines + [_md(pd.DataFrame(rows), ".4g"), ""]
-
-
-def _plain(v):
-    if isinstance(v, (np.floating, np.integer, np.bool_)):
-        v = v.item()
-    if isinstance(v, float) and np.isnan(v):
-        return None
-    return v
 
 
 def verdict_table(found: list[dict]) -> pd.DataFrame:
@@ -473,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     from harness.common.cli import add_debug_flag, guarded
 
     parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__)
-    parser.add_argument("folder", type=Path, help="a paper-suite results folder")
+    parser.add_argument("folder", type=Path,
+                        help="a paper-suite or ablations results folder")  # fmt: skip
     parser.add_argument(
         "--reference",
         type=Path,
@@ -483,6 +470,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if (args.folder / "ablations.json").is_file():  # an ablations folder (harness.studies.ablate)
+        from harness.studies.ablation_report import build as build_ablations
+
+        summary = guarded("python -m harness.report", args.debug,
+                          lambda: build_ablations(args.folder))  # fmt: skip
+        print(f"report: {args.folder / 'report.md'} ({len(summary['ablations'])} ablations)")
+        return 0
     missing = [n for n in ("evals.csv", "cost_plans.csv") if not (args.folder / n).exists()]
     if missing:
         parser.error(

@@ -37,6 +37,10 @@ from harness.studies import cpu_recipe
 
 BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 METRICS = ["fvd-md", "pa-md", "flicker"]
+# the ablations also score motion: stutter and the motion gap show stage-boundary artifacts
+# (repeated frames), the renoise question
+ABLATION_METRICS = [*METRICS, "motion"]
+MOTION_COLUMNS = ("motion-gap", "motion-gap-lo", "motion-gap-hi", "stutter", "stutter-real")
 QUALITY = "FVD-md"
 # the other columns of a scored row that sweeps and ablations keep
 SCORE_COLUMNS = (

@@ -272,3 +272,30 @@ def renoise(backbone: str, on: Estimate, off: Estimate, noise: list[str | None])
     if off.below(on):
         return Verdict("renoise", backbone, "not reproduced", numbers, f"{shown}: higher")
     return Verdict("renoise", backbone, "inconclusive", numbers, f"{shown}: intervals overlap")
+
+
+ABLATION_VERDICTS = ("better", "worse", "within noise")
+ABLATION_RULE = (
+    "lower is better; `better` when the variant's 90 % interval lies wholly below the paper "
+    "setting's and the gap exceeds the training-seed spread (the `seed` ablation's |paper - "
+    "seed 1|), `worse` when it lies wholly above by more than that spread, else `within "
+    "noise`; a run at noise level is `within noise`"
+)
+
+
+def ablation(metric: str, variant: Estimate, paper: Estimate, seed_spread: float | None,
+             noise: list[str | None]) -> tuple[str, str]:  # fmt: skip
+    """(verdict, why) of a variant against the paper's setting on a lower-is-better `metric`,
+    by ABLATION_RULE."""
+    spread = seed_spread or 0.0
+    shown = (f"{metric} {variant.value:.4g} [{variant.lo:.4g}, {variant.hi:.4g}] vs paper "
+             f"{paper.value:.4g} [{paper.lo:.4g}, {paper.hi:.4g}]")  # fmt: skip
+    seeds = f", seed spread {seed_spread:.4g}" if seed_spread is not None else ", no seed spread"
+    found = [r for r in noise if r]
+    if found:
+        return "within noise", f"{shown}: " + "; ".join(found)
+    if variant.below(paper, spread):
+        return "better", f"{shown}: lower beyond both intervals{seeds}"
+    if paper.below(variant, spread):
+        return "worse", f"{shown}: higher beyond both intervals{seeds}"
+    return "within noise", f"{shown}: the gap is within the intervals{seeds}"

@@ -1,0 +1,296 @@
+"""Summary, verdicts, plots and report.md of an ablations folder, drawn from its files alone:
+`python -m harness.report results/ablations` redraws everything without the run folders.
+
+Reads `ablations.json` (the registry as run), every `<name>/table.csv` (the final score of
+each variant) and `<name>/curves.csv` (every scored snapshot), `references.csv`, `speed.csv`
+and `strips.pt` (`harness.studies.ablation_finish`). Writes `summary.csv` and `summary.json`
+(a row per variant of every registered ablation, skipped ones with the reason), one
+`<name>/<name>.png` per ablation (quality with its interval against training and sampling
+cost, and the speedup against its bound), `<name>/<name>_samples.png` (two videos per
+variant) and `report.md`.
+
+Per variant: FVD-md with its 90 % interval, PA-md-digit, stutter and the motion gap (the
+stage-boundary metrics), sampling speedup over vanilla against the FLOP bound, and training
+cost to the target: the cumulative training FLOPs at which the variant's FVD-md curve first
+reaches the paper setting's final FVD-md (interpolated between snapshots), also as a ratio
+to the paper setting's own. Verdicts against the paper's setting follow
+`verdicts.ABLATION_RULE`, on FVD-md and on the motion gap.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from harness.common.io import plain, save_figure, write_csv, write_json, write_text  # noqa: E402
+from harness.studies import verdicts  # noqa: E402
+from harness.studies.verdicts import Estimate  # noqa: E402
+
+PAPER = "paper"
+QUALITY = "FVD-md"
+MOTION = "motion-gap"
+SEED_ABLATION, SEED_VARIANT = "seed", "seed 1"
+SHOWN = ("variant", "status", "FVD-md", "FVD-md-lo", "FVD-md-hi", "PA-md-digit", "stutter",
+         "motion-gap", "cost_to_target_ratio", "inference_speedup", "flop_ratio_bound",
+         "verdict", "motion_verdict")  # fmt: skip
+
+
+def load(out: Path) -> dict:
+    """The folder's files: registry, final rows, curves, references, speed (may be empty)."""
+    missing = [n for n in ("ablations.json", "references.csv") if not (out / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{out} lacks {missing}: run python -m harness.studies.ablate --finish --out {out}"
+        )
+    read = lambda pattern: pd.concat(  # noqa: E731
+        [pd.read_csv(p) for p in sorted(out.glob(pattern))], ignore_index=True
+    )
+    speed = out / "speed.csv"
+    refs = pd.read_csv(out / "references.csv")
+    return dict(
+        registry=json.loads((out / "ablations.json").read_text()),
+        table=read("*/table.csv"),
+        curves=read("*/curves.csv"),
+        refs={r["kind"]: r for r in refs.to_dict("records")},
+        speed=pd.read_csv(speed) if speed.is_file() else pd.DataFrame(),
+    )
+
+
+def estimate(row: dict | pd.Series, metric: str) -> Estimate:
+    return Estimate(float(row[metric]), float(row[f"{metric}-lo"]), float(row[f"{metric}-hi"]))
+
+
+def seed_spreads(table: pd.DataFrame) -> dict[str, float | None]:
+    """|paper - seed 1| of each verdict metric: the training-seed spread (None: not run)."""
+    rows = table[table["ablation"] == SEED_ABLATION].set_index("variant")
+    if not {PAPER, SEED_VARIANT} <= set(rows.index):
+        return {QUALITY: None, MOTION: None}
+    return {m: abs(float(rows.loc[PAPER, m]) - float(rows.loc[SEED_VARIANT, m]))
+            for m in (QUALITY, MOTION)}  # fmt: skip
+
+
+def cost_to_target(curve: pd.DataFrame, target: float) -> float | None:
+    """Cumulative training FLOPs at which `curve` first reaches FVD-md <= target."""
+    curve = curve.sort_values("train_flops")
+    return verdicts.reach(curve["train_flops"].to_numpy(), curve[QUALITY].to_numpy(), target)
+
+
+def _noise(row: dict, refs: dict) -> str | None:
+    return verdicts.noise_level(float(row[QUALITY]), float(refs["noise"][QUALITY]),
+                                float(row["PA-md-digit"]), float(refs["chance"]["PA-md-digit"]),
+                                f"{row['ablation']}/{row['variant']}", int(row["n"]))  # fmt: skip
+
+
+def judge_ablation(entry: dict, files: dict, spreads: dict) -> list[dict]:
+    """Summary rows of every registered variant of the ablation `entry` (ablations.json)."""
+    name = entry["name"]
+    table, curves, refs = files["table"], files["curves"], files["refs"]
+    mine = table[table["ablation"] == name].set_index("variant")
+    heads = [dict(ablation=name, variant=v["label"], changes=json.dumps(v["changes"]),
+                  status=v["status"], reason=v["reason"]) for v in entry["variants"]]  # fmt: skip
+    if PAPER not in mine.index:  # not run: the registry's rows only
+        return [h | dict(status="not run") if h["status"] == "ran" else h for h in heads]
+    speed = files["speed"]
+    paper = mine.loc[PAPER].to_dict() | dict(ablation=name, variant=PAPER)
+    target = float(paper[QUALITY])
+    curve = lambda v: curves[(curves["ablation"] == name) & (curves["variant"] == v)]  # noqa: E731
+    paper_cost = cost_to_target(curve(PAPER), target)
+    rows = []
+    for head in heads:
+        label = head["variant"]
+        if head["status"] != "ran" or label not in mine.index:
+            rows.append(head | ({} if head["status"] != "ran" else dict(status="not run")))
+            continue
+        row = mine.loc[label].to_dict() | head
+        cost = cost_to_target(curve(label), target)
+        row |= dict(target=target, cost_to_target_flops=cost, train_flops_total=float(
+            curve(label)["train_flops"].max()),
+            cost_to_target_ratio=None if cost is None or not paper_cost else cost / paper_cost,
+            bar=", ".join(verdicts.bar_misses(float(row[QUALITY]), float(row["PA-md-digit"]),
+                                              float(refs["real"][QUALITY]))))  # fmt: skip
+        hit = speed[(speed["ablation"] == name) & (speed["variant"] == label)] if len(speed) else []
+        if len(hit):
+            row |= hit.iloc[0][["flop_ratio_bound", "inference_speedup",
+                                "measured_over_bound"]].to_dict()  # fmt: skip
+        noise = [_noise(row, refs), _noise(paper, refs)]
+        for metric, key in ((QUALITY, "verdict"), (MOTION, "motion_verdict")):
+            if label == PAPER:
+                row |= {key: "reference", f"{key}_why": "the paper's setting"}
+                continue
+            found, why = verdicts.ablation(metric, estimate(row, metric), estimate(paper, metric),
+                                           spreads[metric], noise)  # fmt: skip
+            row |= {key: found, f"{key}_why": why}
+        rows.append(row)
+    return rows
+
+
+def plot_ablation(name: str, about: str, rows: pd.DataFrame, curves: pd.DataFrame,
+                  path: Path) -> None:  # fmt: skip
+    """Quality along training cost (every snapshot, 90 % intervals), final quality against
+    sampling cost, and measured speedup beside the FLOP bound."""
+    ran = rows[rows["status"] == "ran"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
+    for i, r in enumerate(ran.itertuples()):
+        c = curves[(curves["ablation"] == name) & (curves["variant"] == r.variant)]
+        c = c.sort_values("train_flops")
+        colour = "#222222" if r.variant == PAPER else f"C{i}"
+        err = [c[QUALITY] - c[f"{QUALITY}-lo"], c[f"{QUALITY}-hi"] - c[QUALITY]]
+        axes[0].errorbar(c["train_flops"] / 1e12, c[QUALITY], yerr=err, marker="o", capsize=3,
+                         color=colour, label=r.variant)  # fmt: skip
+        row = ran.loc[r.Index]
+        axes[1].errorbar(row["infer_gflops"], row[QUALITY], capsize=3, marker="o", color=colour,
+                         yerr=[[row[QUALITY] - row[f"{QUALITY}-lo"]],
+                               [row[f"{QUALITY}-hi"] - row[QUALITY]]])  # fmt: skip
+        axes[1].annotate(r.variant, (row["infer_gflops"], row[QUALITY]), fontsize=7,
+                         xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    axes[0].set(xlabel="cumulative training TFLOPs", ylabel=f"{QUALITY} (lower is better)")
+    axes[0].legend(fontsize=7)
+    axes[1].set(xlabel="sampling GFLOPs per video", ylabel=f"final {QUALITY}")
+    if "inference_speedup" in ran:
+        y = np.arange(len(ran))
+        axes[2].barh(y + 0.2, ran["flop_ratio_bound"], height=0.4, color="#cccccc",
+                     label="FLOP-ratio bound")  # fmt: skip
+        axes[2].barh(y - 0.2, ran["inference_speedup"], height=0.4, color="#4c9be8",
+                     label="measured")  # fmt: skip
+        axes[2].set_yticks(y, ran["variant"])
+        axes[2].invert_yaxis()
+        axes[2].set(xlabel="sampling speedup over vanilla")
+        axes[2].legend(fontsize=7)
+    fig.suptitle(f"{name}: {about}", fontsize=9)
+    save_figure(fig, path)
+
+
+def plot_strips(name: str, rows: pd.DataFrame, strips: dict, path: Path) -> bool:
+    """Two sampled videos per variant (rows) by frame (columns); False when none was sampled."""
+    shown = [(r.variant, strips[f"{name}/{r.variant}"]) for r in rows.itertuples()
+             if f"{name}/{r.variant}" in strips]  # fmt: skip
+    if not shown:
+        return False
+    lines = [(f"{v}\n{s['captions'][i][:22]}", s["videos"][i]) for v, s in shown
+             for i in range(len(s["captions"]))]  # fmt: skip
+    frames = lines[0][1].shape[1]
+    fig, axes = plt.subplots(len(lines), frames, squeeze=False,
+                             figsize=(0.7 * frames + 2.2, 0.75 * len(lines)))  # fmt: skip
+    for r, (label, video) in enumerate(lines):
+        for f in range(frames):
+            ax = axes[r, f]
+            img = ((video[:, f].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if f == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
+            if r == 0:
+                ax.set_title(f"frame {f}", fontsize=6)
+    fig.suptitle(f"{name}: same prompts and seed for every variant", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _section(name: str, about: str, rows: pd.DataFrame, samples: bool) -> list[str]:
+    if (rows["status"] != "ran").all():
+        return [f"## `{name}`: {about}", "", "Not run in this folder.", ""]
+    cols = [c for c in SHOWN if c in rows]
+    table = rows[cols].astype(object).map(_cell)
+    why = [f"- `{r.variant}`: {r.verdict_why}" for r in rows.itertuples()
+           if isinstance(getattr(r, "verdict_why", None), str) and r.variant != PAPER]  # fmt: skip
+    skipped = [f"- `{r.variant}` {r.status}: {r.reason}" for r in rows.itertuples()
+               if r.status != "ran"]  # fmt: skip
+    lines = [f"## `{name}`: {about}", "", table.to_markdown(index=False), "", *why, *skipped, ""]
+    lines += [f"![{name}]({name}/{name}.png)", ""]
+    if samples:
+        lines += [f"![{name} samples]({name}/{name}_samples.png)", ""]
+    return lines
+
+
+def report_md(files: dict, summary: dict, rows: pd.DataFrame, samples: dict) -> str:
+    refs = files["refs"]
+    head = [
+        "# Ablations",
+        "",
+        f"Scale `{summary['scale']}`: every variant is the paper's TPDiff setting with one "
+        f"config difference, trained and scored alike; final scores at n = {summary['n']} "
+        "generated and real videos. Quality is FVD-md with its 90 % bootstrap interval "
+        "(lower is better); PA-md-digit is the share of videos showing the prompted digit; "
+        "`stutter` is the share of frame pairs that barely change (real videos: "
+        f"{_cell(refs['real'].get('stutter'))}); `motion-gap` compares frame-to-frame change "
+        "with real video's (lower is better). `cost_to_target_ratio` is the training FLOPs a "
+        "variant needs to reach the paper setting's final FVD-md, over the paper setting's "
+        "own (empty: never reached). Speedups are sampling time of vanilla (K = 1, same "
+        "steps) over the variant's, beside the FLOP-ratio bound.",
+        "",
+        f"References at n = {summary['n']}: real vs real FVD-md {_cell(refs['real'][QUALITY])}, "
+        f"uniform noise vs real {_cell(refs['noise'][QUALITY])}, chance PA-md-digit "
+        f"{_cell(refs['chance']['PA-md-digit'])}. Training-seed spread (the `seed` ablation): "
+        f"FVD-md {_cell(summary['seed_spread'][QUALITY])}, motion gap "
+        f"{_cell(summary['seed_spread'][MOTION])}.",
+        "",
+        f"**Verdict rule** ({QUALITY} as `verdict`, motion gap as `motion_verdict`): "
+        f"{verdicts.ABLATION_RULE}.",
+        "",
+    ]
+    body = []
+    for entry in files["registry"]["ablations"]:
+        name = entry["name"]
+        body += _section(name, entry["about"], rows[rows["ablation"] == name], samples[name])
+    return "\n".join(head + body)
+
+
+def build(out: str | Path) -> dict:
+    """Draw summary.csv/json, the plots and report.md of the ablations folder `out`."""
+    out = Path(out)
+    files = load(out)
+    spreads = seed_spreads(files["table"])
+    registry = files["registry"]["ablations"]
+    rows = pd.DataFrame([r for entry in registry for r in judge_ablation(entry, files, spreads)])
+    strips_path = out / "strips.pt"
+    strips = torch.load(strips_path, weights_only=False) if strips_path.is_file() else {}
+    samples = {}
+    for entry in registry:
+        name = entry["name"]
+        mine = rows[(rows["ablation"] == name) & (rows["status"] == "ran")]
+        samples[name] = bool(len(mine)) and plot_strips(
+            name, mine, strips, out / name / f"{name}_samples.png"
+        )
+        if len(mine):
+            plot_ablation(name, entry["about"], mine, files["curves"], out / name / f"{name}.png")
+    summary = dict(
+        scale=files["registry"]["scale"],
+        code=sorted(set(files["curves"]["git"].astype(str))),  # revisions that scored
+        n=int(files["table"]["n"].max()),
+        references={
+            k: {m: v.get(m) for m in (QUALITY, "PA-md-digit", "stutter", MOTION)}
+            for k, v in files["refs"].items()
+        },  # fmt: skip
+        seed_spread=spreads,
+        rule=verdicts.ABLATION_RULE,
+        not_run=[
+            e["name"]
+            for e in registry
+            if (rows[rows["ablation"] == e["name"]]["status"] != "ran").all()
+        ],  # fmt: skip
+        ablations={
+            e["name"]: dict(
+                about=e["about"], variants=rows[rows["ablation"] == e["name"]].to_dict("records")
+            )
+            for e in registry
+        },  # fmt: skip
+    )
+    write_csv(out / "summary.csv", rows)
+    write_json(out / "summary.json", plain(summary))
+    write_text(out / "report.md", report_md(files, summary, rows, samples))
+    return summary
