@@ -146,10 +146,16 @@ def test_reuse_recomputes_no_finished_score(tmp_path, monkeypatch):
 
 def test_seed_spread_and_cost_to_target_known_answers():
     table = pd.DataFrame([
-        dict(ablation="seed", variant=PAPER, **{"FVD-md": 10.0, "motion-gap": 0.5}),
-        dict(ablation="seed", variant="seed 1", **{"FVD-md": 12.5, "motion-gap": 0.25}),
+        dict(ablation="seed", variant=PAPER, **{"FVD-md": 10.0, "motion-gap": 0.5,
+                                                "PA-md-digit": 0.75}),
+        dict(ablation="seed", variant="seed 1", **{"FVD-md": 12.5, "motion-gap": 0.25,
+                                                   "PA-md-digit": float("nan")}),
     ])  # fmt: skip
-    assert ablation_report.seed_spreads(table) == {"FVD-md": 2.5, "motion-gap": 0.25}
+    assert ablation_report.seed_spreads(table) == {
+        "FVD-md": 2.5,
+        "motion-gap": 0.25,
+        "PA-md-digit": None,
+    }  # NaN: unknown
     curve = pd.DataFrame({"train_flops": [3.0, 1.0, 2.0], "FVD-md": [4.0, 10.0, 6.0]})
     assert ablation_report.cost_to_target(curve, 8.0) == pytest.approx(1.5)  # between 1 and 2
     assert ablation_report.cost_to_target(curve, 3.0) is None  # never reached
@@ -182,3 +188,17 @@ def test_gpu_commands_name_every_variant_with_its_cost_or_why_not():
         for r in commands_table(Path("baselines/gpu/wan-tpdiff.toml"), ["stages"])
     }
     assert "frames=61" in wan["stages", "K=4"]["commands"]
+
+
+def test_registry_marks_rows_scored_with_other_changes_as_stale(tmp_path):
+    table = pd.DataFrame([
+        dict(ablation="renoise", variant=PAPER, changes="{}"),
+        dict(ablation="renoise", variant="off", changes=json.dumps({"renoise": False})),
+    ])  # fmt: skip
+    found = ablation_finish.registry(trials.SCALES["tiny"], tmp_path, table)
+    status = {(a["name"], v["label"]): v["status"] for a in found for v in a["variants"]}
+    assert status["renoise", PAPER] == "ran"
+    assert status["renoise", "off"] == "stale"  # the registry now says renoise="off"
+    assert status["renoise", "pyramid-flow"] == "not run"
+    assert status["stages", "K=5"] == "skipped"
+    assert [a["name"] for a in found] == list(ABLATIONS)

@@ -175,3 +175,13 @@ def test_unknown_renoise_rule_is_a_clear_error():
     plan = uniform_plan("flow", 8, 3)
     with pytest.raises(ValueError, match="renoise must be one of"):
         jump(torch.zeros(1, 1, 2, 1, 1), "flow", plan, 1, renoise="blend")
+
+
+def test_pyramid_flow_renoise_needs_nearest_upsampling():
+    from harness.common.config import Config
+
+    with pytest.raises(ValueError, match="upsample=nearest"):
+        Config(renoise="pyramid-flow", upsample="linear")
+    with pytest.raises(ValueError, match="upsample=nearest"):
+        corrective_root("pyramid-flow", 2, "linear", 0.5, 1.0)
+    assert Config(renoise="Pyramid-Flow").renoise == "pyramid-flow"

@@ -130,3 +130,12 @@ def test_ablation_verdicts_need_both_intervals_and_the_seed_spread_apart():
     assert v.ablation("FVD-md", near, paper, 0.0, [])[0] == "within noise"
     found, why = v.ablation("FVD-md", lower, paper, 0.0, ["x is at noise level"])
     assert found == "within noise" and "noise level" in why
+
+
+def test_ablation_verdicts_on_a_higher_is_better_share():
+    paper = Estimate(0.5, 0.43, 0.57)
+    assert v.ablation("PA-md-digit", Estimate(0.8, 0.74, 0.85), paper, 0.1, [], True)[0] == "better"
+    assert v.ablation("PA-md-digit", Estimate(0.2, 0.15, 0.26), paper, 0.1, [], True)[0] == "worse"
+    lo, hi = v.wilson_interval(0.75, 128)
+    assert lo < 0.75 < hi and hi - lo == pytest.approx(0.12, abs=0.01)
+    assert v.wilson_interval(0.0, 128)[0] == 0.0 and v.wilson_interval(1.0, 128)[1] == 1.0

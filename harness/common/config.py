@@ -214,6 +214,11 @@ class Config:
                 "for the uniform split)"
             )
         object.__setattr__(self, "renoise", renoise_rule(self.renoise))  # names a bool flag
+        if self.renoise == "pyramid-flow" and self.upsample != "nearest":
+            raise ValueError(
+                "renoise=pyramid-flow blends pairs of repeated frames and needs "
+                f"upsample=nearest (got {self.upsample!r}); use renoise=exact with it"
+            )
         if self.stage_weighting not in STAGE_WEIGHTINGS:
             raise ValueError(
                 f"stage_weighting must be one of {STAGE_WEIGHTINGS}, got {self.stage_weighting!r}"

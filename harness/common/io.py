@@ -47,16 +47,16 @@ def write_torch(path: str | Path, obj: Any) -> Path:
 
 
 def plain(obj: Any) -> Any:
-    """`obj` with numpy scalars made Python ones and NaN made None, through dicts, lists and
-    tuples: what JSON can hold."""
+    """`obj` with numpy scalars made Python ones and NaN and infinities made None, through
+    dicts, lists and tuples: what JSON can hold."""
     if isinstance(obj, dict):
         return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
     if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalar
         obj = obj.item()
-    if isinstance(obj, float) and obj != obj:
-        return None
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None  # NaN and infinities: JSON has neither
     return obj
 
 

@@ -30,8 +30,8 @@ PYRAMID_FLOW_GAMMA = 1 / 3  # Pyramid Flow's block-noise correlation is -gamma
 def renoise_rule(value: str | bool) -> str:
     """The named renoise rule of `value`: True / "true" -> "exact", False / "false" -> "off"
     (the flag of older configs), or one of RENOISE_RULES."""
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        value = value.lower() == "true"
+    if isinstance(value, str):
+        value = {"true": True, "false": False}.get(value.lower(), value.lower())
     if isinstance(value, bool):
         return "exact" if value else "off"
     if value not in RENOISE_RULES:
@@ -329,11 +329,17 @@ def corrective_root(rule: str, frames_in: int, mode: str, carried: float, target
             )
         return (evecs * var.clamp(min=0).sqrt()) @ evecs.T
     if rule == "pyramid-flow":
+        if mode != "nearest":
+            raise ValueError(
+                "renoise=pyramid-flow blends pairs of repeated frames, so it needs "
+                f"upsample=nearest (got {mode!r}); use renoise=exact with {mode!r}"
+            )
         beta2 = target**2 - carried**2
         if beta2 < -1e-9 * target**2:
             raise ValueError(
-                f"a jump would need a negative noise variance ({beta2:.3g}); the next stage "
-                "must start noisier than the last one ended (use make_plan)"
+                f"a jump would need a negative noise variance ({beta2:.3g}): the next "
+                "stage's noise level must be at least the rescaled end's, "
+                "sigma(u_s') >= c sigma(u_e) (use make_plan)"
             )
         g = PYRAMID_FLOW_GAMMA
         pair = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64) / 2**0.5

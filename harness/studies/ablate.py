@@ -92,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                         "baselines/gpu/wan-tpdiff.toml) with each variant's expected cost, "
                         "and exit")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.list or not (args.names or args.finish):
+    if args.list or not (args.names or args.finish or args.commands):
         for key, ab in ABLATIONS.items():
             print(f"{key:16s} {ab.about}: {', '.join(ab.variants)}")
         return 0
-    names = list(ABLATIONS) if args.names == ["all"] else args.names
+    names = list(ABLATIONS) if args.names in (["all"], []) else args.names
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         sys.exit(f"unknown ablation(s) {unknown}; choose from {', '.join(ABLATIONS)} or all")

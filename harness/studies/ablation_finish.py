@@ -49,7 +49,7 @@ SPEED_REPEATS = 5
 def registry(scale: TrialScale, runs: Path, tables: pd.DataFrame) -> list[dict]:
     """[{name, about, variants: [{label, changes, status, reason, run}]}] for every registered
     ablation in registry order, with what `tables` (the ablations' rows) says ran."""
-    ran = {(r.ablation, r.variant) for r in tables.itertuples()}
+    ran = {(r.ablation, r.variant): json.loads(r.changes) for r in tables.itertuples()}
     out = []
     for name, ablation in ABLATIONS.items():
         variants = []
@@ -64,6 +64,9 @@ def registry(scale: TrialScale, runs: Path, tables: pd.DataFrame) -> list[dict]:
                 entry["run"] = cfg.name
                 if (name, label) not in ran:
                     entry |= dict(status="not run", reason=f"run: ablate {name}")
+                elif ran[name, label] != json.loads(json.dumps(changes)):  # registry edited
+                    entry |= dict(status="stale", reason=f"scored with other changes "
+                                  f"{ran[name, label]}: rerun ablate {name}")  # fmt: skip
             variants.append(entry)
         out.append(dict(name=name, about=ablation.about, variants=variants))
     return out
@@ -116,7 +119,7 @@ def sample_strips(out: Path, scale: TrialScale, runs: Path, found: list[dict]) -
         train, changes = split_sampling(trial_config(scale, runs, **entry["changes"]))
         run = runs / train.name
         key = digest(dict(weights=checkpoint_info(run / "checkpoint.pt").key, changes=changes,
-                          n=STRIP_SAMPLES))  # fmt: skip
+                          n=STRIP_SAMPLES, code=code_revision()))  # fmt: skip
         strip = f"strips.pt:{name}/{label}"
         if artifacts.keys.get(strip) == key and f"{name}/{label}" in strips:
             continue

@@ -14,7 +14,7 @@ stage-boundary metrics), sampling speedup over vanilla against the FLOP bound, a
 cost to the target: the cumulative training FLOPs at which the variant's FVD-md curve first
 reaches the paper setting's final FVD-md (interpolated between snapshots), also as a ratio
 to the paper setting's own. Verdicts against the paper's setting follow
-`verdicts.ABLATION_RULE`, on FVD-md and on the motion gap.
+`verdicts.ABLATION_RULE`, on FVD-md, PA-md-digit and the motion gap (`VERDICTS`).
 """
 
 from __future__ import annotations
@@ -32,15 +32,19 @@ import torch  # noqa: E402
 
 from harness.common.io import plain, save_figure, write_csv, write_json, write_text  # noqa: E402
 from harness.studies import verdicts  # noqa: E402
+from harness.studies.plots import plot_video_rows  # noqa: E402
 from harness.studies.verdicts import Estimate  # noqa: E402
 
 PAPER = "paper"
 QUALITY = "FVD-md"
 MOTION = "motion-gap"
+PROMPT = "PA-md-digit"
 SEED_ABLATION, SEED_VARIANT = "seed", "seed 1"
+# (metric, column) of each verdict against the paper's setting
+VERDICTS = ((QUALITY, "verdict"), (PROMPT, "prompt_verdict"), (MOTION, "motion_verdict"))
 SHOWN = ("variant", "status", "FVD-md", "FVD-md-lo", "FVD-md-hi", "PA-md-digit", "stutter",
          "motion-gap", "cost_to_target_ratio", "inference_speedup", "flop_ratio_bound",
-         "verdict", "motion_verdict")  # fmt: skip
+         "verdict", "prompt_verdict", "motion_verdict")  # fmt: skip
 
 
 def load(out: Path) -> dict:
@@ -50,14 +54,27 @@ def load(out: Path) -> dict:
         raise FileNotFoundError(
             f"{out} lacks {missing}: run python -m harness.studies.ablate --finish --out {out}"
         )
+    made = [t.with_name("curves.csv") for t in sorted(out.glob("*/table.csv"))]
+    if not made or any(not c.is_file() for c in made):
+        raise FileNotFoundError(
+            f"{out} has no ablation tables with curves (made before curves.csv existed?): "
+            f"run python -m harness.studies.ablate NAMES --out {out} to score them again"
+        )
     read = lambda pattern: pd.concat(  # noqa: E731
         [pd.read_csv(p) for p in sorted(out.glob(pattern))], ignore_index=True
     )
     speed = out / "speed.csv"
+    table = read("*/table.csv")
     refs = pd.read_csv(out / "references.csv")
+    refs = refs[refs["n"] == table["n"].max()]  # the scale every score is read at
+    if set(refs["kind"]) < {"real", "noise", "chance"}:
+        raise FileNotFoundError(
+            f"{out}/references.csv has no references at n = {table['n'].max()}: run "
+            f"python -m harness.studies.ablate --finish --out {out}"
+        )
     return dict(
         registry=json.loads((out / "ablations.json").read_text()),
-        table=read("*/table.csv"),
+        table=table,
         curves=read("*/curves.csv"),
         refs={r["kind"]: r for r in refs.to_dict("records")},
         speed=pd.read_csv(speed) if speed.is_file() else pd.DataFrame(),
@@ -65,16 +82,23 @@ def load(out: Path) -> dict:
 
 
 def estimate(row: dict | pd.Series, metric: str) -> Estimate:
+    """The score with its 90 % interval: the bootstrap band, or for PA-md-digit (a share of
+    n videos) the Wilson interval."""
+    if metric == PROMPT:
+        share = float(row[PROMPT])
+        return Estimate(share, *verdicts.wilson_interval(share, int(row["n"])))
     return Estimate(float(row[metric]), float(row[f"{metric}-lo"]), float(row[f"{metric}-hi"]))
 
 
 def seed_spreads(table: pd.DataFrame) -> dict[str, float | None]:
-    """|paper - seed 1| of each verdict metric: the training-seed spread (None: not run)."""
+    """|paper - seed 1| of each verdict metric: the seed spread (None: not run or not
+    finite). The seed changes the training draws, the data and the sampling noise."""
     rows = table[table["ablation"] == SEED_ABLATION].set_index("variant")
     if not {PAPER, SEED_VARIANT} <= set(rows.index):
-        return {QUALITY: None, MOTION: None}
-    return {m: abs(float(rows.loc[PAPER, m]) - float(rows.loc[SEED_VARIANT, m]))
-            for m in (QUALITY, MOTION)}  # fmt: skip
+        return {QUALITY: None, MOTION: None, PROMPT: None}
+    spreads = {m: abs(float(rows.loc[PAPER, m]) - float(rows.loc[SEED_VARIANT, m]))
+               for m in (QUALITY, MOTION, PROMPT)}  # fmt: skip
+    return {m: s if np.isfinite(s) else None for m, s in spreads.items()}  # NaN: unknown
 
 
 def cost_to_target(curve: pd.DataFrame, target: float) -> float | None:
@@ -121,12 +145,12 @@ def judge_ablation(entry: dict, files: dict, spreads: dict) -> list[dict]:
             row |= hit.iloc[0][["flop_ratio_bound", "inference_speedup",
                                 "measured_over_bound"]].to_dict()  # fmt: skip
         noise = [_noise(row, refs), _noise(paper, refs)]
-        for metric, key in ((QUALITY, "verdict"), (MOTION, "motion_verdict")):
+        for metric, key in VERDICTS:
             if label == PAPER:
                 row |= {key: "reference", f"{key}_why": "the paper's setting"}
                 continue
             found, why = verdicts.ablation(metric, estimate(row, metric), estimate(paper, metric),
-                                           spreads[metric], noise)  # fmt: skip
+                                           spreads[metric], noise, metric == PROMPT)  # fmt: skip
             row |= {key: found, f"{key}_why": why}
         rows.append(row)
     return rows
@@ -176,22 +200,8 @@ def plot_strips(name: str, rows: pd.DataFrame, strips: dict, path: Path) -> bool
         return False
     lines = [(f"{v}\n{s['captions'][i][:22]}", s["videos"][i]) for v, s in shown
              for i in range(len(s["captions"]))]  # fmt: skip
-    frames = lines[0][1].shape[1]
-    fig, axes = plt.subplots(len(lines), frames, squeeze=False,
-                             figsize=(0.7 * frames + 2.2, 0.75 * len(lines)))  # fmt: skip
-    for r, (label, video) in enumerate(lines):
-        for f in range(frames):
-            ax = axes[r, f]
-            img = ((video[:, f].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if f == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
-            if r == 0:
-                ax.set_title(f"frame {f}", fontsize=6)
-    fig.suptitle(f"{name}: same prompts and seed for every variant", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
+    plot_video_rows(lines, f"{name}: same prompts and seed for every variant", path,
+                    size=(0.7, 0.75), fontsize=6)  # fmt: skip
     return True
 
 
@@ -206,8 +216,9 @@ def _section(name: str, about: str, rows: pd.DataFrame, samples: bool) -> list[s
         return [f"## `{name}`: {about}", "", "Not run in this folder.", ""]
     cols = [c for c in SHOWN if c in rows]
     table = rows[cols].astype(object).map(_cell)
-    why = [f"- `{r.variant}`: {r.verdict_why}" for r in rows.itertuples()
-           if isinstance(getattr(r, "verdict_why", None), str) and r.variant != PAPER]  # fmt: skip
+    why = [f"- `{r['variant']}`: " + "; ".join(r[f"{key}_why"] for _, key in VERDICTS)
+           for r in rows.to_dict("records")
+           if isinstance(r.get("verdict_why"), str) and r["variant"] != PAPER]  # fmt: skip
     skipped = [f"- `{r.variant}` {r.status}: {r.reason}" for r in rows.itertuples()
                if r.status != "ran"]  # fmt: skip
     lines = [f"## `{name}`: {about}", "", table.to_markdown(index=False), "", *why, *skipped, ""]
@@ -235,11 +246,14 @@ def report_md(files: dict, summary: dict, rows: pd.DataFrame, samples: dict) -> 
         "",
         f"References at n = {summary['n']}: real vs real FVD-md {_cell(refs['real'][QUALITY])}, "
         f"uniform noise vs real {_cell(refs['noise'][QUALITY])}, chance PA-md-digit "
-        f"{_cell(refs['chance']['PA-md-digit'])}. Training-seed spread (the `seed` ablation): "
-        f"FVD-md {_cell(summary['seed_spread'][QUALITY])}, motion gap "
+        f"{_cell(refs['chance']['PA-md-digit'])}. Seed spread (the `seed` ablation: training "
+        "draws, data and sampling noise): "
+        f"FVD-md {_cell(summary['seed_spread'][QUALITY])}, PA-md-digit "
+        f"{_cell(summary['seed_spread'][PROMPT])}, motion gap "
         f"{_cell(summary['seed_spread'][MOTION])}.",
         "",
-        f"**Verdict rule** ({QUALITY} as `verdict`, motion gap as `motion_verdict`): "
+        f"**Verdict rule** ({QUALITY} as `verdict`, {PROMPT} (Wilson interval) as "
+        "`prompt_verdict`, motion gap as `motion_verdict`): "
         f"{verdicts.ABLATION_RULE}.",
         "",
     ]

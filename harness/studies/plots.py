@@ -4,6 +4,7 @@ analogue) and the renoising strip (Fig. 6 analogue)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -78,14 +79,14 @@ def plot_quality(
     save_figure(fig, path)
 
 
-def plot_renoise_strip(strip: dict, path: Path) -> None:
-    """Rows: each prompt with and without renoising; columns: frames."""
-    rows = []
-    for i, caption in enumerate(strip["captions"]):
-        for key, label in (("renoise", "renoise on"), ("no_renoise", "renoise off")):
-            rows.append((f"{caption}\n{label}", strip[key][i]))
+def plot_video_rows(
+    rows: list[tuple[str, Any]], title: str, path: Path, size=(0.8, 0.95), fontsize: int = 7
+) -> None:
+    """A figure of videos: a row per (label, (C, F, H, W) video in [-1, 1]), a column per
+    frame; each cell `size` inches (width, height)."""
     frames = rows[0][1].shape[1]
-    fig, axes = plt.subplots(len(rows), frames, figsize=(0.8 * frames + 1.6, 0.95 * len(rows)))
+    fig, axes = plt.subplots(len(rows), frames, squeeze=False,
+                             figsize=(size[0] * frames + 1.6, size[1] * len(rows)))  # fmt: skip
     for r, (label, video) in enumerate(rows):
         for f in range(frames):
             ax = axes[r, f]
@@ -93,9 +94,18 @@ def plot_renoise_strip(strip: dict, path: Path) -> None:
             ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
             if f == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=fontsize)
             if r == 0:
-                ax.set_title(f"frame {f}", fontsize=7)
-    fig.suptitle("Renoising on vs off (Fig. 6 analogue): same prompts, same seeds", fontsize=9)
+                ax.set_title(f"frame {f}", fontsize=fontsize)
+    fig.suptitle(title, fontsize=fontsize + 2)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_renoise_strip(strip: dict, path: Path) -> None:
+    """Rows: each prompt with and without renoising; columns: frames."""
+    rows = []
+    for i, caption in enumerate(strip["captions"]):
+        for key, label in (("renoise", "renoise on"), ("no_renoise", "renoise off")):
+            rows.append((f"{caption}\n{label}", strip[key][i]))
+    plot_video_rows(rows, "Renoising on vs off (Fig. 6 analogue): same prompts, same seeds", path)
