@@ -70,7 +70,7 @@ def test_a_rerun_resumes_without_loss_or_duplication(clips, tmp_path):
     assert [data[i]["caption"] for i in range(len(data))] == [
         f"a square moving right {k}" for k in range(5)
     ]
-    with pytest.raises(ValueError, match="another source or shard size"):
+    with pytest.raises(ValueError, match="made with other settings"):
         prepare(source, tmp_path, shard_size=3)
 
 

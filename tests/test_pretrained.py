@@ -150,9 +150,9 @@ def test_pipeline_encodes_trains_both_methods_samples_and_decodes(folders, tmp_p
         assert not torch.equal(weights[f"backbone.inner.{key}"], saved[key]), "no update"
 
     # one cache for both methods: the dataset's videos through the VAE, once
-    cache = sorted((tmp_path / "latents").glob("*.npy"))
+    cache = sorted((tmp_path / "latents").glob("*/index.json"))
     assert len(cache) == 1
-    latents = LatentDataset(cache[0])
+    latents = LatentDataset(cache[0].parent)
     assert (latents.channels, latents.frames, len(latents)) == (4, 4, 6)
     data = MovingDigits(num_videos=6, frames=cfg.frames, size=32, channels=3, seed=0)
     videos = torch.stack([data[i]["video"] for i in range(3)])
@@ -177,8 +177,8 @@ def test_video_folder_latents_and_sampling_prompts_come_from_the_cache(
                  f"data_root={clips}", "steps=1", "name=clips")  # fmt: skip
     with pytest.warns(UserWarning, match="broken.mp4"):
         run = train.main(cfg)
-    (cache,) = (tmp_path / "latents").glob("*.json")
-    captions = json.loads(cache.read_text())["captions"]
+    (cache,) = (tmp_path / "latents").glob("*/index.json")
+    captions = LatentDataset(cache.parent).captions
     assert captions == ["a square moving right 0", "a square moving right 1"]
 
     def no_decoding(*args, **kwargs):
@@ -197,8 +197,8 @@ def test_prepare_decodes_into_shards_then_fills_the_latent_cache(folders, tmp_pa
                  f"data_root={clips}", "steps=1", "name=prepared")  # fmt: skip
     shards = prepare(cfg, workers=1, progress=False)
     assert "broken.mp4" in json.loads((shards / "index.json").read_text())["skipped"]
-    (cache,) = (tmp_path / "latents").glob("*.json")
-    assert json.loads(cache.read_text())["captions"] == ["a square moving right 0",
+    (cache,) = (tmp_path / "latents").glob("*/index.json")
+    assert LatentDataset(cache.parent).captions == ["a square moving right 0",
                                                         "a square moving right 1"]  # fmt: skip
 
     def no_encoding(*args, **kwargs):
@@ -352,8 +352,9 @@ def test_fsdp_under_torchrun_saves_full_weights_that_sample(folders, tmp_path):
     assert {k: v.shape for k, v in state["model"].items()} == shapes  # full, not shards
     opt_keys = list(state["opt"]["state"])  # FSDP's gathered optimizer state: by parameter name
     assert opt_keys and all(k.startswith("backbone.inner.") for k in opt_keys)
-    assert len(cache := list((tmp_path / "latents").glob("*.npy"))) == 1
-    assert not np.isnan(np.load(cache[0])).any()  # both ranks filled their share
+    assert len(cache := list((tmp_path / "latents").glob("*/index.json"))) == 1
+    latents = LatentDataset(cache[0].parent)
+    assert not any(np.isnan(latents[i]["video"].numpy()).any() for i in range(len(latents)))
     gen = generate(run, progress=False)
     assert gen.videos.shape == (2, 3, 13, 32, 32)
     with pytest.raises(ValueError, match="torchrun --nproc_per_node N with N >= 2"):

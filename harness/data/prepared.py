@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -33,10 +32,19 @@ import torch
 from torch.utils.data import Dataset
 
 from harness.common.io import write_json
+from harness.data.shards import (
+    INDEX,
+    ShardReader,
+    check_marker,
+    read_index,
+    read_records,
+    shard_done,
+    shard_name,
+    write_shard,
+)
 from harness.data.video_folder import caption_file, decode_clip, read_captions
 
 FORMAT = 1
-INDEX = "index.json"
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ def prepared_folder(source: Source, base: str | Path) -> Path:
 
 
 def _shard_name(k: int) -> str:
-    return f"shard_{k:05d}"
+    return shard_name("shard", k)
 
 
 def prepare_shard(source: Source, folder: Path, k: int, rows: list[tuple[str, str]],
@@ -88,14 +96,9 @@ def prepare_shard(source: Source, folder: Path, k: int, rows: list[tuple[str, st
         captions.append(caption)
         paths.append(rel)
     array = np.stack(clips) if clips else np.zeros((0, *source.shape), np.float16)
-    name = _shard_name(k)
-    tmp = folder / f".{name}.{os.getpid()}.npy"
-    np.save(tmp, array)
-    os.replace(tmp, folder / f"{name}.npy")
-    record = dict(rows=[first, first + len(rows)], count=len(clips), captions=captions,
-                  paths=paths, skipped=skipped)  # fmt: skip
-    write_json(folder / f"{name}.json", record)
-    return record
+    record = dict(rows=[first, first + len(rows)], captions=captions, paths=paths,
+                  skipped=skipped)  # fmt: skip
+    return write_shard(folder, _shard_name(k), array, record)
 
 
 def prepare(
@@ -112,7 +115,7 @@ def prepare(
     folder.mkdir(parents=True, exist_ok=True)
     _check_layout(folder, source, shard_size)
     shards = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
-    todo = [k for k in range(len(shards)) if not (folder / f"{_shard_name(k)}.json").is_file()]
+    todo = [k for k in range(len(shards)) if not shard_done(folder, _shard_name(k))]
     done_rows = len(rows) - sum(len(shards[k]) for k in todo)
     if progress:
         progress(done_rows, len(rows))
@@ -136,24 +139,14 @@ def prepare(
 
 def _check_layout(folder: Path, source: Source, shard_size: int) -> None:
     """Refuse to resume a folder prepared from another source or with another shard size."""
-    marker = folder / "source.json"
     want = dict(format=FORMAT, source=asdict(source), key=source.key(), shard_size=shard_size)
-    if marker.is_file():
-        have = json.loads(marker.read_text())
-        if have != want:
-            diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
-            raise ValueError(
-                f"{folder} holds a preparation of another source or shard size ({diff}); "
-                "pass the same settings to resume it, or prepare into another folder"
-            )
-    else:
-        write_json(marker, want)
+    check_marker(folder, want, "video preparation")
 
 
 def _write_index(folder: Path, source: Source, shard_size: int, num_shards: int) -> dict:
     shards, skipped = [], {}
-    for k in range(num_shards):
-        record = json.loads((folder / f"{_shard_name(k)}.json").read_text())
+    names = [_shard_name(k) for k in range(num_shards)]
+    for k, record in enumerate(read_records(folder, names)):
         shards.append(dict(name=_shard_name(k), count=record["count"], rows=record["rows"]))
         skipped |= record["skipped"]
     index = dict(
@@ -177,44 +170,23 @@ class PreparedVideos(Dataset):
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        index_path = self.folder / INDEX
-        if not index_path.is_file():
-            raise FileNotFoundError(
-                f"{self.folder} is not a complete prepared folder (no {INDEX}); run "
-                "python -m harness.prepare with the same config to finish it"
-            )
-        index = json.loads(index_path.read_text())
+        fix = "run python -m harness.prepare with the same config to finish it"
+        index = read_index(self.folder, "prepared folder", fix)
         self.channels, self.frames, self.size, _ = index["shape"]
         self.skipped: dict[str, str] = index["skipped"]
-        self.names = [s["name"] for s in index["shards"]]
-        counts = [s["count"] for s in index["shards"]]
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        names = [s["name"] for s in index["shards"]]
+        self.clips = ShardReader(self.folder, names, [s["count"] for s in index["shards"]])
         self.captions: list[str] = []
         self.paths: list[str] = []
-        for name in self.names:
-            record = json.loads((self.folder / f"{name}.json").read_text())
+        for record in read_records(self.folder, names):
             self.captions += record["captions"]
             self.paths += record["paths"]
         if not self.captions:
             raise ValueError(f"{self.folder}: no usable clip ({len(self.skipped)} skipped)")
-        self._arrays: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.captions)
 
-    def _array(self, shard: int) -> np.ndarray:
-        if shard not in self._arrays:
-            path = self.folder / f"{self.names[shard]}.npy"
-            self._arrays[shard] = np.load(path, mmap_mode="r")
-        return self._arrays[shard]
-
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
-        clip = self._array(shard)[index - self.starts[shard]]
-        video = torch.from_numpy(np.asarray(clip, dtype=np.float32))
+        video = torch.from_numpy(self.clips[index])
         return {"video": video, "caption": self.captions[index], "labels": {}}
-
-    def __getstate__(self) -> dict:  # DataLoader workers open their own memory maps
-        return self.__dict__ | {"_arrays": {}}

@@ -115,7 +115,7 @@ def codec_for(cfg: Config, progress: bool = True) -> Codec:
     if cfg.pretrained:
         from harness.models.pretrained import PretrainedVAECodec
 
-        return PretrainedVAECodec(cfg)
+        return PretrainedVAECodec(cfg, progress)
     if cfg.latent_channels:
         if cfg.dataset != "moving-digits" or cfg.channels != 1:
             raise ValueError(

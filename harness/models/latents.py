@@ -13,16 +13,14 @@ frames = 1 + 4 (F' - 1) video frames with F' a multiple of 2^(K-1), e.g. 77 fram
 (20 latent) for K = 3. The causal first latent frame is treated like any other
 (averaged with latent frame 1 by Down, repeated by Up).
 
-Latents are the posterior mean (no sampling), encoded once per (VAE, data config),
-stored as float16 in `<key>.npy` (memory-mapped when read) plus `<key>.json`
-(captions, labels, provenance); the JSON is written last, so its presence marks a
-complete cache.
+Latents are the posterior mean (no sampling), encoded once per (VAE, data config) into a
+folder of float16 shards of `SHARD_SIZE` videos (`harness.data.shards`: `latents_00000.npy`
+memory-mapped when read, `latents_00000.json` with captions and labels), then `index.json`
+with the provenance, written last. A killed encoding resumes at the first missing shard.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,11 +28,23 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
-from harness.common.io import write_text
+from harness.common.io import write_json
+from harness.data.shards import (
+    INDEX,
+    ShardReader,
+    check_marker,
+    read_index,
+    read_records,
+    shard_done,
+    shard_name,
+    write_shard,
+)
 
 # backbone -> (temporal compression, causal first frame) of its pretrained pipeline's VAE
 VAE_FRAMES = {"dit": (4, True), "unet": (1, False)}
+SHARD_SIZE = 256  # videos per latent shard
 
 
 def latent_frame_count(frames: int, temporal: int, causal: bool) -> int:
@@ -179,30 +189,56 @@ class LatentDataset(Dataset):
     """Cached latents: item -> {"video": (C, F', h, w) float32 latents, "caption", "labels"}.
 
     Same item contract as the video datasets (the key stays "video" so the training
-    loop is unchanged); `channels`, `frames` and `size` describe the latents."""
+    loop is unchanged); `channels`, `frames` and `size` describe the latents. Construction
+    reads the JSON records only; shards are memory-mapped on first use."""
 
-    def __init__(self, path: str | Path):
-        path = Path(path)
-        self.path = path
-        self.latents = np.load(path, mmap_mode="r")  # (N, C, F', h, w) float16
-        meta = json.loads(path.with_suffix(".json").read_text())
-        self.captions, self.labels = meta["captions"], meta["labels"]
-        self.meta = meta
-        _, self.channels, self.frames, height, width = self.latents.shape
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        fix = "rerun python -m harness.prepare (or the training) with the same config to finish it"
+        index = read_index(self.folder, "latent cache", fix)
+        self.meta = index
+        names = [s["name"] for s in index["shards"]]
+        self.latents = ShardReader(self.folder, names, [s["count"] for s in index["shards"]])
+        self.captions: list[str] = []
+        self.labels: list[dict] = []
+        for record in read_records(self.folder, names):
+            self.captions += record["captions"]
+            self.labels += record["labels"]
+        self.channels, self.frames, height, width = index["shape"]
         if height != width:
-            raise ValueError(f"{path}: latents must be square, got {height}x{width}")
+            raise ValueError(f"{self.folder}: latents must be square, got {height}x{width}")
         self.size = height
 
     def __len__(self) -> int:
         return len(self.captions)
 
     def __getitem__(self, index: int) -> dict:
-        latent = torch.from_numpy(np.asarray(self.latents[index], dtype=np.float32))
+        latent = torch.from_numpy(self.latents[index])
         return {"video": latent, "caption": self.captions[index], "labels": self.labels[index]}
 
 
+def _encode_shard(folder: Path, k: int, videos: Dataset, rows: range, codec: LatentCodec,
+                  batch: int, shape: tuple) -> None:  # fmt: skip
+    """Encode videos `rows` in VAE calls of `batch` and write them as latent shard `k`."""
+    parts, captions, labels = [], [], []
+    for start in range(rows.start, rows.stop, batch):
+        items = [videos[i] for i in range(start, min(start + batch, rows.stop))]
+        z = codec.encode(torch.stack([item["video"] for item in items]))
+        if tuple(z.shape[1:]) != shape:
+            raise ValueError(
+                f"the VAE encoded a video {tuple(items[0]['video'].shape)} into "
+                f"{tuple(z.shape[1:])}, expected {shape}: the VAE's config does not match "
+                "its weights"
+            )
+        parts.append(z.cpu().numpy().astype(np.float16))
+        captions += [item["caption"] for item in items]
+        labels += [item["labels"] for item in items]
+    record = dict(rows=[rows.start, rows.stop], captions=captions, labels=labels)
+    write_shard(folder, shard_name("latents", k), np.concatenate(parts), record)
+
+
 def encode_to_cache(
-    path: Path,
+    folder: Path,
     make_videos: Callable[[], Dataset],
     codec: LatentCodec,
     batch: int,
@@ -210,57 +246,37 @@ def encode_to_cache(
     rank: int = 0,
     world: int = 1,
     barrier: Callable[[], None] = lambda: None,
+    shard_size: int = SHARD_SIZE,
+    progress: bool = False,
 ) -> LatentDataset:
-    """Encode every video of `make_videos()` once into `path` (.npy + .json) and open it.
+    """Encode every video of `make_videos()` once into latent shards in `folder` and open it.
 
-    An existing complete cache is opened without building the video dataset. Under
-    DDP every rank encodes videos rank, rank + world, ... into one shared memory map
-    (created by rank 0); rank 0 then writes the JSON. Call on every rank."""
-    path = Path(path)
-    meta_path = path.with_suffix(".json")
-    if not meta_path.is_file():
+    A complete cache (with its index) is opened without building the video dataset; a
+    partial one is resumed: only shards without a record are encoded. Under DDP the missing
+    shards are dealt out to the ranks (rank, rank + world, ...); rank 0 writes the index
+    last. Call on every rank."""
+    folder = Path(folder)
+    if not (folder / INDEX).is_file():
         videos = make_videos()
         n = len(videos)
         first = videos[0]["video"]
-        shape = (n, *codec.latent_shape(first.shape[1], first.shape[2]))
-        tmp = path.with_name(f".{path.name}.tmp.npy")
+        shape = codec.latent_shape(first.shape[1], first.shape[2])
         if rank == 0:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape).flush()
+            folder.mkdir(parents=True, exist_ok=True)
+            want = dict(provenance, count=n, shard_size=shard_size, shape=list(shape))
+            check_marker(folder, want, "latent cache")
         barrier()
-        out = np.load(tmp, mmap_mode="r+")
-        mine = list(range(rank, n, world))
-        captions, labels = {}, {}
-        for start in range(0, len(mine), batch):
-            index = mine[start : start + batch]
-            items = [videos[i] for i in index]
-            z = codec.encode(torch.stack([item["video"] for item in items]))
-            if tuple(z.shape[1:]) != shape[1:]:
-                raise ValueError(
-                    f"the VAE encoded a video {tuple(first.shape)} into {tuple(z.shape[1:])}, "
-                    f"expected {shape[1:]}: the VAE's config does not match its weights"
-                )
-            out[index] = z.cpu().numpy().astype(np.float16)
-            for i, item in zip(index, items):
-                captions[i], labels[i] = item["caption"], item["labels"]
-        out.flush()
-        del out
-        part = path.with_name(f".{path.name}.part{rank}.json")
-        part.write_text(json.dumps({"captions": captions, "labels": labels}))
+        spans = [range(a, min(a + shard_size, n)) for a in range(0, n, shard_size)]
+        todo = [k for k in range(len(spans)) if not shard_done(folder, shard_name("latents", k))]
+        barrier()  # every rank has its list before any shard is written: the same list
+        for k in tqdm(todo[rank::world], desc=f"encode (rank {rank})", unit="shard", disable=not progress):
+            _encode_shard(folder, k, videos, spans[k], codec, batch, shape)
         barrier()
         if rank == 0:
-            merged_captions, merged_labels = [None] * n, [None] * n
-            for r in range(world):
-                other = path.with_name(f".{path.name}.part{r}.json")
-                share = json.loads(other.read_text())
-                for i, c in share["captions"].items():
-                    merged_captions[int(i)] = c
-                for i, lab in share["labels"].items():
-                    merged_labels[int(i)] = lab
-                other.unlink()
-            os.replace(tmp, path)
-            meta = dict(provenance, captions=merged_captions, labels=merged_labels,
-                        shape=list(shape))  # fmt: skip
-            write_text(meta_path, json.dumps(meta))
+            names = [shard_name("latents", k) for k in range(len(spans))]
+            records = read_records(folder, names)
+            shards = [dict(name=nm, count=r["count"]) for nm, r in zip(names, records)]
+            index = dict(provenance, shape=list(shape), count=n, shards=shards)
+            write_json(folder / INDEX, index)
         barrier()
-    return LatentDataset(path)
+    return LatentDataset(folder)

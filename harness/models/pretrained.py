@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from harness.data.shards import INDEX
 from harness.models.backbones import BACKBONES, VideoBackbone
 from harness.models.latents import (
     VAE_FRAMES,
@@ -354,7 +355,7 @@ def _check_shape(root: Path, cfg: Config) -> None:
 
 
 def latent_cache_path(cfg: Config) -> tuple[Path, dict]:
-    """(cache file, provenance): keyed by a hash of the VAE folder and the data config.
+    """(cache folder, provenance): keyed by a hash of the VAE folder and the data config.
     Checks `resolution` and `frames` against the pipeline first, before any encoding."""
     root = check_layout(cfg.pretrained, cfg.backbone)
     _check_shape(root, cfg)
@@ -370,7 +371,7 @@ def latent_cache_path(cfg: Config) -> tuple[Path, dict]:
             [csv.stat().st_size, csv.stat().st_mtime_ns] if csv.is_file() else None
         )
     provenance = {
-        "format": 1,
+        "format": 2,  # 2: a folder of shards (1 was one .npy)
         "vae": str(vae),
         "vae_files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
         "vae_config": _read_config(vae),
@@ -378,7 +379,7 @@ def latent_cache_path(cfg: Config) -> tuple[Path, dict]:
     }
     key = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cfg.latent_cache) if cfg.latent_cache else Path(cfg.out_dir) / "latents"
-    return folder / f"{cfg.backbone}-{key}.npy", provenance
+    return folder / f"{cfg.backbone}-{key}", provenance
 
 
 def latent_dataset(
@@ -388,17 +389,20 @@ def latent_dataset(
     rank: int = 0,
     world: int = 1,
     barrier: Callable[[], None] = lambda: None,
+    progress: bool = True,
 ) -> LatentDataset:
     """The latents of `make_videos()`'s videos, encoded once (no grad, `encode_batch` videos
-    per VAE call, shared over DDP ranks) and cached on disk; call on every rank."""
+    per VAE call, shards dealt out to DDP ranks, resumable) and cached on disk; call on
+    every rank."""
     path, provenance = latent_cache_path(cfg)
-    if path.with_suffix(".json").is_file():
+    if (path / INDEX).is_file():
         dataset = LatentDataset(path)
     else:
         codec = load_codec(cfg).to(device)
         dataset = encode_to_cache(
-            path, make_videos, codec, cfg.encode_batch, provenance, rank, world, barrier
-        )
+            path, make_videos, codec, cfg.encode_batch, provenance, rank, world, barrier,
+            progress=progress and rank == 0,
+        )  # fmt: skip
         del codec
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -414,17 +418,18 @@ def latent_dataset(
 def cached_captions(cfg: Config) -> list[str] | None:
     """The captions stored with the run's latent cache (None before it is written), so
     sampling need not decode a video folder again."""
-    meta = latent_cache_path(cfg)[0].with_suffix(".json")
-    return json.loads(meta.read_text())["captions"] if meta.is_file() else None
+    folder = latent_cache_path(cfg)[0]
+    return LatentDataset(folder).captions if (folder / INDEX).is_file() else None
 
 
 class PretrainedVAECodec:
     """The pipeline's VAE as the run's codec (harness.models.codec): the plan runs on latent
     frames, training data is the on-disk latent cache, samples are decoded by the VAE."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, progress: bool = True):
         check_config(cfg)
         self.cfg = cfg
+        self.progress = progress
 
     def plan_frames(self, frames: int, num_stages: int) -> int:
         return plan_frame_count(frames, num_stages, *VAE_FRAMES[self.cfg.backbone])
@@ -441,7 +446,7 @@ class PretrainedVAECodec:
         return (channels, latent, size // spatial, size // spatial)
 
     def training_data(self, make_videos, device, rank=0, world=1, barrier=lambda: None):
-        return latent_dataset(self.cfg, make_videos, device, rank, world, barrier)
+        return latent_dataset(self.cfg, make_videos, device, rank, world, barrier, self.progress)
 
     def decode(self, latents: Tensor, device: torch.device, batch: int) -> Tensor:
         return load_codec(self.cfg).to(device).decode_batched(latents, batch)

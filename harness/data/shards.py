@@ -1,0 +1,99 @@
+"""Sharded arrays on disk: how prepared clips and cached latents are stored and read.
+
+A sharded folder holds, per shard, `<name>.npy` (n, ...) float16 and `<name>.json` (the
+shard's record: at least its `count`; captions and the like), then an `index.json` written
+last, listing every shard's name and count. Each file goes to a temporary name first and is
+renamed, and the `.json` is written after the `.npy`, so a shard with a record is whole: a
+kill leaves whole shards only, and a rerun redoes exactly the shards without a record.
+
+`ShardReader(folder, names, counts)` gives item i of the concatenation, memory-mapping each
+shard on first use; pickling it (DataLoader workers) drops the maps, so every process opens
+its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from harness.common.io import write_json
+
+INDEX = "index.json"
+
+
+def shard_name(prefix: str, k: int) -> str:
+    return f"{prefix}_{k:05d}"
+
+
+def shard_done(folder: Path, name: str) -> bool:
+    """Whether shard `name` was written whole (its record exists)."""
+    return (folder / f"{name}.json").is_file()
+
+
+def write_shard(folder: Path, name: str, array: np.ndarray, record: dict) -> dict:
+    """Write `array` as `<name>.npy`, then `record` (with its `count`) as `<name>.json`, each
+    atomically; the record."""
+    tmp = folder / f".{name}.{os.getpid()}.npy"
+    np.save(tmp, array)
+    os.replace(tmp, folder / f"{name}.npy")
+    record = dict(record, count=len(array))
+    write_json(folder / f"{name}.json", record)
+    return record
+
+
+def read_records(folder: Path, names: list[str]) -> list[dict]:
+    return [json.loads((folder / f"{name}.json").read_text()) for name in names]
+
+
+def check_marker(folder: Path, want: dict, what: str) -> None:
+    """Write `folder`/source.json with `want`, or refuse to resume a folder whose marker says
+    it was started with other settings (`what` names the folder's kind in the error)."""
+    marker = folder / "source.json"
+    if marker.is_file():
+        have = json.loads(marker.read_text())
+        if have != want:
+            diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+            raise ValueError(
+                f"{folder} holds a {what} made with other settings ({diff}); pass the same "
+                "settings to resume it, or use another folder"
+            )
+    else:
+        write_json(marker, want)
+
+
+def read_index(folder: Path, what: str, fix: str) -> dict:
+    """The folder's index; FileNotFoundError naming `fix` when the folder is incomplete."""
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a complete {what} (no {INDEX}); {fix}")
+    return json.loads(path.read_text())
+
+
+class ShardReader:
+    """Item i of the shards `names` (with `counts` items each) in `folder`, as float32."""
+
+    def __init__(self, folder: Path, names: list[str], counts: list[int]):
+        self.folder, self.names = Path(folder), list(names)
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _array(self, shard: int) -> np.ndarray:
+        if shard not in self._arrays:
+            path = self.folder / f"{self.names[shard]}.npy"
+            self._arrays[shard] = np.load(path, mmap_mode="r")
+        return self._arrays[shard]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return np.asarray(self._array(shard)[index - self.starts[shard]], dtype=np.float32)
+
+    def __getstate__(self) -> dict:  # DataLoader workers open their own memory maps
+        return self.__dict__ | {"_arrays": {}}
