@@ -208,6 +208,29 @@ def test_prepare_decodes_into_shards_then_fills_the_latent_cache(folders, tmp_pa
     train.main(cfg)  # reads the latent cache the preparation filled
 
 
+def test_prepare_under_torchrun_decodes_once_and_encodes_on_every_rank(folders, tmp_path):
+    from harness.data.prepared import PreparedVideos
+
+    clips = write_video_folder(tmp_path / "clips", good=3, frames=6)
+    args = overrides(folders["animatediff"], "animatediff", tmp_path, "dataset=video-folder",
+                     f"data_root={clips}", "name=ddp-prepare")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "harness.prepare", "--workers", "1", *args]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("skipped broken.mp4") == 1  # rank 0 alone decoded the folder
+    (shards,) = (tmp_path / "prepared").glob("videos-*")
+    videos = PreparedVideos(shards)
+    (cache,) = (tmp_path / "latents").glob("*/index.json")
+    latents = LatentDataset(cache.parent)
+    assert latents.captions == videos.captions and len(latents) == 3
+    want = expected_latents(folders["animatediff"], "animatediff",
+                            torch.stack([videos[i]["video"] for i in range(3)]))  # fmt: skip
+    got = torch.stack([latents[i]["video"] for i in range(3)])
+    torch.testing.assert_close(got, want, atol=2e-3 * float(want.abs().max()), rtol=1e-3)
+
+
 def test_wan_vae_maps_1_plus_4n_frames_to_1_plus_n_latents(folders):
     codec = load_codec(config(folders["wan"], "wan", Path("unused")))
     for frames in (1, 5, 13):

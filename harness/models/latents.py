@@ -269,7 +269,8 @@ def encode_to_cache(
         spans = [range(a, min(a + shard_size, n)) for a in range(0, n, shard_size)]
         todo = [k for k in range(len(spans)) if not shard_done(folder, shard_name("latents", k))]
         barrier()  # every rank has its list before any shard is written: the same list
-        for k in tqdm(todo[rank::world], desc=f"encode (rank {rank})", unit="shard", disable=not progress):
+        mine = tqdm(todo[rank::world], desc="encode", unit="shard", disable=not progress)
+        for k in mine:
             _encode_shard(folder, k, videos, spans[k], codec, batch, shape)
         barrier()
         if rank == 0:

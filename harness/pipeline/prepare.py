@@ -4,8 +4,10 @@ Takes the same config and overrides as `python -m harness.train`. For `dataset=v
 it decodes the folder's clips in `--workers` processes into sharded, memory-mapped arrays
 (`harness.data.prepared`) under `data_cache` (default `<out_dir>/prepared/`), where training
 with that config finds them on its own; then, when the run trains in a latent space (a
-pretrained pipeline's VAE), it encodes them into the latent cache. Rerunning continues where
-a killed run stopped. Other datasets are generated on the fly and need no preparation.
+pretrained pipeline's VAE), it encodes them into the latent cache, itself sharded. Under
+`torchrun --nproc_per_node N -m harness.prepare ...` rank 0 decodes and every rank encodes
+its share of the latent shards on its own GPU. Rerunning continues where a killed run
+stopped. Other datasets are generated on the fly and need no preparation.
 """
 
 from __future__ import annotations
@@ -20,13 +22,8 @@ from harness.common.cli import guarded
 from harness.common.config import Config, config_parser
 from harness.data.prepared import prepare, prepared_folder
 from harness.models.codec import codec_for
-from harness.pipeline.build import (
-    build_data,
-    parse_config,
-    prepared_base,
-    resolve_device,
-    video_source,
-)
+from harness.pipeline.build import build_data, parse_config, prepared_base, video_source
+from harness.pipeline.train import barrier, setup_distributed
 
 
 def main(cfg: Config, workers: int = 1, shard_size: int = 256, progress: bool = True) -> Path:
@@ -38,8 +35,20 @@ def main(cfg: Config, workers: int = 1, shard_size: int = 256, progress: bool = 
         )
     if not cfg.data_root:
         raise ValueError("dataset=video-folder needs data_root=FOLDER (videos + captions.csv)")
-    source = video_source(cfg)
-    folder = prepared_folder(source, prepared_base(cfg))
+    device, rank, world = setup_distributed(cfg)
+    sync = (lambda: barrier(device)) if world > 1 else (lambda: None)
+    folder = prepared_folder(video_source(cfg), prepared_base(cfg))
+    if rank == 0:  # decoding uses worker processes on one node; encoding uses every rank
+        decode_folder(cfg, folder, workers, shard_size, progress)
+    sync()
+    codec = codec_for(cfg, progress=progress and rank == 0)
+    codec.training_data(lambda: build_data(cfg), device, rank, world, sync)
+    return folder
+
+
+def decode_folder(cfg: Config, folder: Path, workers: int, shard_size: int,
+                  progress: bool) -> None:  # fmt: skip
+    """Decode `cfg`'s video folder into shards in `folder`, with a progress bar."""
     bars: list[tqdm] = []  # opened on the first report: a bad folder fails before any bar
 
     def show(done: int, total: int) -> None:
@@ -49,16 +58,13 @@ def main(cfg: Config, workers: int = 1, shard_size: int = 256, progress: bool = 
         bars[0].refresh()
 
     try:
-        index = prepare(source, folder, workers=workers, shard_size=shard_size, progress=show)
+        index = prepare(video_source(cfg), folder, workers, shard_size, progress=show)
     finally:
         for bar in bars:
             bar.close()
     print(f"{index['count']} clips in {len(index['shards'])} shards -> {folder}")
     for path, reason in index["skipped"].items():
         print(f"skipped {path}: {reason}")
-    device = resolve_device(cfg.device)
-    codec_for(cfg, progress=progress).training_data(lambda: build_data(cfg), device)
-    return folder
 
 
 def cli(argv: list[str] | None = None) -> Path:
