@@ -34,9 +34,8 @@ from torch.utils.data import Dataset
 from harness.common.io import write_json
 from harness.data.shards import (
     INDEX,
-    ShardReader,
     check_marker,
-    read_index,
+    open_shards,
     read_records,
     shard_done,
     shard_name,
@@ -171,16 +170,11 @@ class PreparedVideos(Dataset):
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         fix = "run python -m harness.prepare with the same config to finish it"
-        index = read_index(self.folder, "prepared folder", fix)
+        index, self.clips, records = open_shards(self.folder, "prepared folder", fix)
         self.channels, self.frames, self.size, _ = index["shape"]
         self.skipped: dict[str, str] = index["skipped"]
-        names = [s["name"] for s in index["shards"]]
-        self.clips = ShardReader(self.folder, names, [s["count"] for s in index["shards"]])
-        self.captions: list[str] = []
-        self.paths: list[str] = []
-        for record in read_records(self.folder, names):
-            self.captions += record["captions"]
-            self.paths += record["paths"]
+        self.captions: list[str] = [c for r in records for c in r["captions"]]
+        self.paths: list[str] = [path for r in records for path in r["paths"]]
         if not self.captions:
             raise ValueError(f"{self.folder}: no usable clip ({len(self.skipped)} skipped)")
 

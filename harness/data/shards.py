@@ -97,3 +97,12 @@ class ShardReader:
 
     def __getstate__(self) -> dict:  # DataLoader workers open their own memory maps
         return self.__dict__ | {"_arrays": {}}
+
+
+def open_shards(folder: Path, what: str, fix: str) -> tuple[dict, ShardReader, list[dict]]:
+    """A complete sharded folder: its index, a reader of its items and every shard's record
+    (JSON only: no array is read)."""
+    index = read_index(folder, what, fix)
+    names = [s["name"] for s in index["shards"]]
+    reader = ShardReader(folder, names, [s["count"] for s in index["shards"]])
+    return index, reader, read_records(folder, names)

@@ -33,9 +33,8 @@ from tqdm.auto import tqdm
 from harness.common.io import write_json
 from harness.data.shards import (
     INDEX,
-    ShardReader,
     check_marker,
-    read_index,
+    open_shards,
     read_records,
     shard_done,
     shard_name,
@@ -195,15 +194,10 @@ class LatentDataset(Dataset):
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         fix = "rerun python -m harness.prepare (or the training) with the same config to finish it"
-        index = read_index(self.folder, "latent cache", fix)
+        index, self.latents, records = open_shards(self.folder, "latent cache", fix)
         self.meta = index
-        names = [s["name"] for s in index["shards"]]
-        self.latents = ShardReader(self.folder, names, [s["count"] for s in index["shards"]])
-        self.captions: list[str] = []
-        self.labels: list[dict] = []
-        for record in read_records(self.folder, names):
-            self.captions += record["captions"]
-            self.labels += record["labels"]
+        self.captions: list[str] = [c for r in records for c in r["captions"]]
+        self.labels: list[dict] = [lab for r in records for lab in r["labels"]]
         self.channels, self.frames, height, width = index["shape"]
         if height != width:
             raise ValueError(f"{self.folder}: latents must be square, got {height}x{width}")
