@@ -31,14 +31,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from harness.common.io import write_json
 from harness.data.shards import (
-    INDEX,
     check_marker,
     open_shards,
     read_records,
     shard_done,
     shard_name,
+    write_index,
     write_shard,
 )
 from harness.data.video_folder import caption_file, decode_clip, read_captions
@@ -143,23 +142,12 @@ def _check_layout(folder: Path, source: Source, shard_size: int) -> None:
 
 
 def _write_index(folder: Path, source: Source, shard_size: int, num_shards: int) -> dict:
-    shards, skipped = [], {}
     names = [_shard_name(k) for k in range(num_shards)]
-    for k, record in enumerate(read_records(folder, names)):
-        shards.append(dict(name=_shard_name(k), count=record["count"], rows=record["rows"]))
-        skipped |= record["skipped"]
-    index = dict(
-        format=FORMAT,
-        source=asdict(source),
-        key=source.key(),
-        shape=list(source.shape),
-        shard_size=shard_size,
-        count=sum(s["count"] for s in shards),
-        shards=shards,
-        skipped=skipped,
-    )
-    write_json(folder / INDEX, index)
-    return index
+    records = read_records(folder, names)
+    skipped = {path: why for r in records for path, why in r["skipped"].items()}
+    fields = dict(format=FORMAT, source=asdict(source), key=source.key(),
+                  shape=list(source.shape), shard_size=shard_size, skipped=skipped)  # fmt: skip
+    return write_index(folder, names, records, fields)
 
 
 class PreparedVideos(Dataset):

@@ -48,6 +48,15 @@ def read_records(folder: Path, names: list[str]) -> list[dict]:
     return [json.loads((folder / f"{name}.json").read_text()) for name in names]
 
 
+def write_index(folder: Path, names: list[str], records: list[dict], fields: dict) -> dict:
+    """Write `index.json` (last: it marks the folder complete): `fields`, every shard's name,
+    count and rows, and the total count; the index."""
+    shards = [dict(name=n, count=r["count"], rows=r["rows"]) for n, r in zip(names, records)]
+    index = dict(fields, shards=shards, count=sum(s["count"] for s in shards))
+    write_json(folder / INDEX, index)
+    return index
+
+
 def check_marker(folder: Path, want: dict, what: str) -> None:
     """Write `folder`/source.json with `want`, or refuse to resume a folder whose marker says
     it was started with other settings (`what` names the folder's kind in the error)."""

@@ -30,7 +30,6 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from harness.common.io import write_json
 from harness.data.shards import (
     INDEX,
     check_marker,
@@ -38,6 +37,7 @@ from harness.data.shards import (
     read_records,
     shard_done,
     shard_name,
+    write_index,
     write_shard,
 )
 
@@ -211,6 +211,10 @@ class LatentDataset(Dataset):
         return {"video": latent, "caption": self.captions[index], "labels": self.labels[index]}
 
 
+def _shard_name(k: int) -> str:
+    return shard_name("latents", k)
+
+
 def _encode_shard(folder: Path, k: int, videos: Dataset, rows: range, codec: LatentCodec,
                   batch: int, shape: tuple) -> None:  # fmt: skip
     """Encode videos `rows` in VAE calls of `batch` and write them as latent shard `k`."""
@@ -228,7 +232,7 @@ def _encode_shard(folder: Path, k: int, videos: Dataset, rows: range, codec: Lat
         captions += [item["caption"] for item in items]
         labels += [item["labels"] for item in items]
     record = dict(rows=[rows.start, rows.stop], captions=captions, labels=labels)
-    write_shard(folder, shard_name("latents", k), np.concatenate(parts), record)
+    write_shard(folder, _shard_name(k), np.concatenate(parts), record)
 
 
 def encode_to_cache(
@@ -261,17 +265,15 @@ def encode_to_cache(
             check_marker(folder, want, "latent cache")
         barrier()
         spans = [range(a, min(a + shard_size, n)) for a in range(0, n, shard_size)]
-        todo = [k for k in range(len(spans)) if not shard_done(folder, shard_name("latents", k))]
+        todo = [k for k in range(len(spans)) if not shard_done(folder, _shard_name(k))]
         barrier()  # every rank has its list before any shard is written: the same list
         mine = tqdm(todo[rank::world], desc="encode", unit="shard", disable=not progress)
         for k in mine:
             _encode_shard(folder, k, videos, spans[k], codec, batch, shape)
         barrier()
         if rank == 0:
-            names = [shard_name("latents", k) for k in range(len(spans))]
-            records = read_records(folder, names)
-            shards = [dict(name=nm, count=r["count"]) for nm, r in zip(names, records)]
-            index = dict(provenance, shape=list(shape), count=n, shards=shards)
-            write_json(folder / INDEX, index)
+            names = [_shard_name(k) for k in range(len(spans))]
+            fields = dict(provenance, shape=list(shape))
+            write_index(folder, names, read_records(folder, names), fields)
         barrier()
     return LatentDataset(folder)

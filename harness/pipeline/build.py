@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 
 from harness.common.config import Config
 from harness.data import build_dataset
-from harness.data.prepared import INDEX, PreparedVideos, Source, prepared_folder
+from harness.data.prepared import PreparedVideos, Source, prepared_folder
+from harness.data.shards import INDEX
 from harness.engine.forms import Form, get_form
 from harness.engine.pyramid import StagePlan, make_plan
 from harness.models.backbones import build_backbone

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from harness.common.cli import guarded
 from harness.common.config import Config, config_parser
-from harness.data.prepared import prepare, prepared_folder
+from harness.data.prepared import Source, prepare, prepared_folder
 from harness.models.codec import codec_for
 from harness.pipeline.build import build_data, parse_config, prepared_base, video_source
 from harness.pipeline.train import barrier, setup_distributed
@@ -37,18 +37,19 @@ def main(cfg: Config, workers: int = 1, shard_size: int = 256, progress: bool = 
         raise ValueError("dataset=video-folder needs data_root=FOLDER (videos + captions.csv)")
     device, rank, world = setup_distributed(cfg)
     sync = (lambda: barrier(device)) if world > 1 else (lambda: None)
-    folder = prepared_folder(video_source(cfg), prepared_base(cfg))
+    source = video_source(cfg)
+    folder = prepared_folder(source, prepared_base(cfg))
     if rank == 0:  # decoding uses worker processes on one node; encoding uses every rank
-        decode_folder(cfg, folder, workers, shard_size, progress)
+        decode_folder(source, folder, workers, shard_size, progress)
     sync()
     codec = codec_for(cfg, progress=progress and rank == 0)
     codec.training_data(lambda: build_data(cfg), device, rank, world, sync)
     return folder
 
 
-def decode_folder(cfg: Config, folder: Path, workers: int, shard_size: int,
+def decode_folder(source: Source, folder: Path, workers: int, shard_size: int,
                   progress: bool) -> None:  # fmt: skip
-    """Decode `cfg`'s video folder into shards in `folder`, with a progress bar."""
+    """Decode `source`'s clips into shards in `folder`, with a progress bar."""
     bars: list[tqdm] = []  # opened on the first report: a bad folder fails before any bar
 
     def show(done: int, total: int) -> None:
@@ -58,7 +59,7 @@ def decode_folder(cfg: Config, folder: Path, workers: int, shard_size: int,
         bars[0].refresh()
 
     try:
-        index = prepare(video_source(cfg), folder, workers, shard_size, progress=show)
+        index = prepare(source, folder, workers, shard_size, progress=show)
     finally:
         for bar in bars:
             bar.close()
