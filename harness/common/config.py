@@ -165,6 +165,7 @@ class Config:
     fsdp: bool = False  # FSDP2 instead of DDP under torchrun
 
     def __post_init__(self):
+        check_name(self.name)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.method not in METHODS:
@@ -302,8 +303,33 @@ class Config:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found (see baselines/ for examples)")
-        with path.open("rb") as fh:
-            return cls.from_dict(tomllib.load(fh))
+        try:
+            table = tomllib.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"config file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+            ) from None
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config file {path} is not valid TOML: {err}; fix it") from None
+        if not table:
+            raise ValueError(
+                f"config file {path} sets no key, so it would train the defaults; give it "
+                "the keys to change (see baselines/ for examples), or leave out --config"
+            )
+        try:
+            return cls.from_dict(table)
+        except ValueError as err:
+            raise ValueError(f"config file {path}: {err}") from None
+
+
+def check_name(name: str) -> None:
+    """A run name is one path component: the run folder is `<out_dir>/<name>`."""
+    bad = not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+    if bad or Path(name).name != name:
+        raise ValueError(
+            f"name must be a single folder name (the run goes to <out_dir>/<name>), got "
+            f"{name!r}; use e.g. name=dit-tpdiff, and out_dir=... to choose the parent folder"
+        )
 
 
 def _toml_value(value: Any) -> str:

@@ -10,6 +10,9 @@ loss, backward, AdamW update), per stage.
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -186,15 +189,27 @@ def stage_table(setup, plan, per_frames, steps: list[Timing], vanilla_step: Timi
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
 def measure_costs(
-    setup: CostSetup, plan: StagePlan, device: torch.device
+    setup: CostSetup, plan: StagePlan, device: torch.device, say: Say = _quiet
 ) -> tuple[pd.DataFrame, dict]:
-    """Per-stage rows (plus a `total` row) and plan-level figures for `plan` vs vanilla."""
+    """Per-stage rows (plus a `total` row) and plan-level figures for `plan` vs vanilla.
+    `say(phase)` is called as each phase starts (the compile warm-ups take minutes)."""
     probe = Probe(setup, device)
     vanilla = make_plan(setup.form, setup.frames, (), (plan.total_steps,))
+    warm = f", compiling each frame count ({setup.compile})" if setup.compile != "off" else ""
+    say(f"FLOPs (fvcore) and forward times at batch {setup.sample_batch}{warm}")
     per_frames = forward_costs(probe, [s.frames for s in plan.stages] + [setup.frames])
+    say(f"training steps, {plan.num_stages} stages and vanilla, batch {setup.train_batch}")
     steps = training_step_times(probe, plan)
     (vanilla_step,) = training_step_times(probe, vanilla)
+    say(f"sampling, latency mode (batch {setup.sample_batch}), vanilla and TPDiff")
     t_vanilla, t_tpdiff = sampling_times(probe, [vanilla, plan])
     macs = {f: count.macs for f, (count, _) in per_frames.items()}
     bound = plan_macs(macs, vanilla) / plan_macs(macs, plan)
@@ -219,6 +234,7 @@ def measure_costs(
     )
     table = stage_table(setup, plan, per_frames, steps, vanilla_step)
     if setup.throughput_batch:
+        say(f"throughput mode (batch {setup.throughput_batch}){warm}")
         summary["throughput"] = throughput_mode(probe, plan, vanilla, macs, bound)
         rates = summary["throughput"]["gmacs_per_s"]
         table[f"gmacs_per_s_b{setup.throughput_batch}"] = [
@@ -255,23 +271,33 @@ def cost_tables(
     setups: list[CostSetup] | None = None,
     throughput_batch: int = 0,
     compile: str = "off",
+    progress: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-stage rows of every backbone (uniform `num_stages` plan) and one row of plan-level
     figures per backbone (bound, measured speedup, training-step ratios). `setups`: the
     backbones as configured (e.g. `setup_for` of the suite's runs), else every backbone of
     PAIRS at `size` and `frames`. `throughput_batch` > 0 adds the throughput mode; `compile`
     (a torch.compile backend) compiles the sampling passes of every setup. The modes'
-    figures are flattened into columns `<mode>_<figure>` (GMAC/s: `<mode>_gmacs_per_s_<F>`)."""
+    figures are flattened into columns `<mode>_<figure>` (GMAC/s: `<mode>_gmacs_per_s_<F>`).
+    `progress`: a line on stderr as each backbone's phase starts, with the time so far."""
     if setups is None:
         setups = [CostSetup(backbone=b, size=size, form=f, frames=frames) for b, f in PAIRS]
     tables, summaries = [], []
-    for setup in setups:
+    start = time.perf_counter()
+    for i, setup in enumerate(setups):
         setup = replace(setup, throughput_batch=throughput_batch, compile=compile)
         plan = uniform_plan(setup.form, setup.frames, num_stages, total_steps=total_steps)
-        table, summary = measure_costs(setup, plan, device)
+        head = f"cost [{i + 1}/{len(setups)}] {setup.backbone} ({setup.form})"
+        say = partial(_progress, head, start) if progress else _quiet
+        table, summary = measure_costs(setup, plan, device, say)
         tables.append(table)
         summaries.append(_flat(summary))
     return pd.concat(tables, ignore_index=True), pd.DataFrame(summaries)
+
+
+def _progress(head: str, start: float, phase: str) -> None:
+    elapsed = time.perf_counter() - start
+    print(f"{head}: {phase} ... [{elapsed:.0f} s]", file=sys.stderr, flush=True)
 
 
 def _flat(summary: dict) -> dict:

@@ -219,6 +219,13 @@ def compute_metrics(
             f"generated videos {tuple(fake.videos.shape[1:])} and real videos "
             f"{tuple(real.videos.shape[1:])} differ in (C, F, H, W)"
         )
+    for which, videos in (("generated", fake.videos), ("real", real.videos)):
+        bad = int((~torch.isfinite(videos)).flatten(1).any(1).sum())
+        if bad:
+            raise ValueError(
+                f"{bad} of {len(videos)} {which} videos hold NaN or Inf values, which no metric "
+                "can score (a diverged model or a broken decode); nothing was scored"
+            )
     _, _, frames, size, _ = fake.videos.shape
     ctx = MetricContext(options, frames=frames, size=size, progress=progress)
     row: dict = {}

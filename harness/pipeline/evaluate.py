@@ -26,6 +26,7 @@ import torch
 
 from harness.common.cli import add_debug_flag, guarded
 from harness.common.config import Config
+from harness.common.io import check_output_file, load_torch
 from harness.metrics import (
     METRICS,
     EvaluatorRecipe,
@@ -61,7 +62,18 @@ def load_samples(folder: str | Path) -> VideoSet:
                 f"{path} not found: a samples folder holds videos.pt and captions.txt "
                 "(written by python -m harness.sample)"
             )
-    videos = torch.load(videos_path, map_location="cpu", weights_only=True).float()
+    fix = "sample again with python -m harness.sample (it writes videos.pt whole or not at all)"
+    videos = load_torch(videos_path, "samples file", fix, map_location="cpu", weights_only=True)
+    if not isinstance(videos, torch.Tensor) or videos.ndim != 5:
+        what = tuple(videos.shape) if isinstance(videos, torch.Tensor) else type(videos).__name__
+        raise ValueError(f"{videos_path} holds {what}, not videos (N, C, F, H, W); {fix}")
+    videos = videos.float()
+    bad = int((~torch.isfinite(videos)).flatten(1).any(1).sum())
+    if bad:
+        raise ValueError(
+            f"{videos_path}: {bad} of {len(videos)} videos hold NaN or Inf values, which no "
+            f"metric can score; {fix} (a model that diverged gives such samples)"
+        )
     lines = [line for line in captions_path.read_text(encoding="utf-8").splitlines() if line]
     captions = tuple(line.split("\t", 1)[-1] for line in lines)
     return VideoSet(videos, captions)
@@ -270,6 +282,8 @@ def main(
     """Evaluate a samples folder (or sample a run first); returns the row, appended to `out`."""
     if (samples is None) == (run is None):
         raise ValueError("give exactly one of samples=DIR (a samples folder) or run=DIR")
+    if out:
+        check_output_file(out)  # before any sampling or scoring
     options = options or MetricOptions()
     if run is not None:
         run = Path(run)

@@ -26,6 +26,7 @@ import torch
 
 from harness.common.config import DATA_FIELDS, Config, resumable_changes
 from harness.common.io import write_csv, write_json
+from harness.pipeline.runfolder import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 # the tracked paths whose content decides what a run computes (results and tests do not)
@@ -106,7 +107,7 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: train the run first")
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    state = read_checkpoint(path, mmap=True)
     return CheckpointInfo(
         step=int(state["step"]),
         weights=weights_hash(state),

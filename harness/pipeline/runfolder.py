@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 
 from harness.common.config import Config, resumable_changes
-from harness.common.io import write_text
+from harness.common.io import load_torch, write_text
+
+CHECKPOINT_KEYS = ("model", "step", "config", "train_flops", "wall_time_s")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -20,6 +22,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path, map_location="cpu", mmap: bool = False) -> dict:
+    """A checkpoint or snapshot written by harness.train; a missing, truncated or foreign
+    file is a one-line error naming it (never a traceback)."""
+    fix = ("train the run again into a new name=..., or restore the file (a kill mid-save "
+           "never leaves a torn checkpoint.pt: it was cut or replaced from outside)")  # fmt: skip
+    state = load_torch(path, "checkpoint", fix, map_location=map_location,
+                       weights_only=False, mmap=mmap)  # fmt: skip
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint of harness.train (no {missing}); {fix}")
+    return state
 
 
 def check_resumable(saved: dict, cfg: Config) -> None:
@@ -46,16 +61,19 @@ def _parse_row(line: str) -> dict | None:
     return row if isinstance(row, dict) and "step" in row else None
 
 
-def truncate_log(path: Path, step: int) -> None:
-    """Keep the log rows up to the checkpoint we resume from; drop later and torn rows."""
+def truncate_log(path: Path, step: int) -> list[int]:
+    """Keep the log rows up to the checkpoint we resume from; drop later and torn rows.
+    Returns the steps up to `step` that the log lacks (a resume says so)."""
     if not path.exists():
-        return
-    kept = []
+        return list(range(1, step + 1))
+    kept, seen = [], set()
     for line in path.read_text().splitlines():
         row = _parse_row(line)
-        if row is not None and row["step"] <= step:
+        if row is not None and row["step"] <= step and row["step"] not in seen:
             kept.append(line + "\n")
+            seen.add(row["step"])
     write_text(path, "".join(kept))
+    return [k for k in range(1, step + 1) if k not in seen]
 
 
 def check_run_folder(run_dir: Path, cfg: Config, world: int, state: dict | None) -> None:

@@ -35,6 +35,7 @@ from harness.engine.sampler import sample as run_sampler
 from harness.models.execution import compile_backbone
 from harness.pipeline.build import build, plan_for, resolve_device
 from harness.pipeline.provenance import code_revision
+from harness.pipeline.runfolder import read_checkpoint
 
 # what sampling may change; everything else (model, form, frames, data) is the trained run's
 SAMPLING_KEYS = (
@@ -59,7 +60,7 @@ def load_checkpoint(run_dir: Path, checkpoint: str | Path | None = None) -> dict
             f"no checkpoint at {path}: train first (python -m harness.train ...) or pass "
             "the folder of an existing run"
         )
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return read_checkpoint(path)
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:

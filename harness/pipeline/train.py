@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -42,13 +43,19 @@ from tqdm.auto import tqdm
 from harness.common.cli import guarded
 from harness.common.config import Config, config_parser
 from harness.common.io import write_json
+from harness.common.lock import owned
 from harness.data import collate
 from harness.engine.stagewise import draw_training_batch, stage_probabilities
 from harness.measure.flops import count_macs
 from harness.models.execution import compile_backbone, full_state, load_optimizer, scalar, shard
 from harness.pipeline.build import Built, TextConditionedModel, build, parse_config, resolve_device
 from harness.pipeline.provenance import code_revision
-from harness.pipeline.runfolder import check_run_folder, save_checkpoint, truncate_log
+from harness.pipeline.runfolder import (
+    check_run_folder,
+    read_checkpoint,
+    save_checkpoint,
+    truncate_log,
+)
 
 
 def learning_rate(cfg: Config, step: int) -> float:
@@ -191,7 +198,7 @@ def resume_or_start(cfg: Config, device: torch.device, rank: int, world: int) ->
     built = build(cfg, device, rank=rank, world=world, barrier=sync)
     model = built.model
     ckpt = cfg.run_dir / "checkpoint.pt"
-    state = torch.load(ckpt, map_location=device, weights_only=False) if ckpt.exists() else None
+    state = read_checkpoint(ckpt, map_location=device) if ckpt.exists() else None
     check_run_folder(cfg.run_dir, cfg, world, state)
     macs = recorded_macs(built)  # before compile: fvcore traces the eager model
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True) if cfg.ema_decay else None
@@ -221,7 +228,11 @@ def resume_or_start(cfg: Config, device: torch.device, rank: int, world: int) ->
                       world_size=world, forward_macs=macs_by_frames)  # fmt: skip
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(cfg.run_dir / "config.json", record)
-        truncate_log(cfg.run_dir / "log.jsonl", session.step)
+        missing = truncate_log(cfg.run_dir / "log.jsonl", session.step)
+        if missing:
+            print(f"warning: {cfg.run_dir / 'log.jsonl'} lacks {len(missing)} of the "
+                  f"{session.step} steps before the checkpoint (first {missing[0]}); its "
+                  "curves will have a gap", file=sys.stderr)  # fmt: skip
     return session
 
 
@@ -408,6 +419,14 @@ def main(cfg: Config, stop_at: int | None = None) -> Path:
     is bit-identical to one uninterrupted run."""
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     device, rank, world = setup_distributed(cfg)
+    # one job writes a run folder; its torchrun ranks share rank 0's hold (harness.common.lock)
+    with owned(cfg.run_dir, "training run") if rank == 0 else nullcontext():
+        return train_loop(cfg, end, device, rank, world)
+
+
+def train_loop(cfg: Config, end: int, device: torch.device, rank: int, world: int) -> Path:
+    """The loop of `main`, on a run folder this job holds: resume or start, then steps
+    until `end`, logging and checkpointing."""
     s = resume_or_start(cfg, device, rank, world)
     if s.step >= end:
         return cfg.run_dir

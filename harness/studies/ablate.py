@@ -26,7 +26,9 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from ablations import ABLATIONS  # noqa: E402
+from harness.common.cli import guarded  # noqa: E402
 from harness.common.io import write_csv  # noqa: E402
+from harness.common.lock import owned  # noqa: E402
 from harness.metrics import MetricOptions  # noqa: E402
 from harness.pipeline.build import plan_for  # noqa: E402
 from harness.studies.ablation_commands import commands_table  # noqa: E402
@@ -76,6 +78,16 @@ def ablate(
     return table
 
 
+def run_all(names: list[str], args: argparse.Namespace) -> dict:
+    """Train and score `names` into --out (held by this process for the whole study), then
+    finish and report."""
+    with owned(args.out, "ablation study folder"):
+        for name in [] if args.finish else names:
+            ablate(name, args.scale, args.out)
+        finish(args.out, args.scale)
+        return build(args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.studies.ablate", description=__doc__)
     parser.add_argument("names", nargs="*", help="ablations to run, or all")
@@ -108,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = pd.DataFrame(commands_table(args.commands, names))
         print(rows.fillna("").to_markdown(index=False))
         return 0
-    for name in [] if args.finish else names:
-        ablate(name, args.scale, args.out)
-    finish(args.out, args.scale)
-    summary = build(args.out)
+    summary = guarded(parser.prog, False, lambda: run_all(names, args))
     rows = pd.read_csv(args.out / "summary.csv")
     print(rows[[c for c in SHOWN if c in rows]].to_string(index=False))
     print(f"report: {args.out / 'report.md'} ({len(summary['ablations'])} ablations)")

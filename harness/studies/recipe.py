@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from harness.common.cli import add_debug_flag, guarded
 from harness.common.config import Config
 from harness.common.io import write_csv, write_text
+from harness.common.lock import owned
 from harness.metrics import MetricOptions
 from harness.pipeline.evaluate import reference_scores
 from harness.pipeline.sample import main as sample_main
@@ -183,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         write_text(args.out / "report.md", report_md(table))
         return 0
     names = args.candidates or list(CANDIDATES)
-    guarded(parser.prog, args.debug, lambda: study(args.out, names, args.n, args.evals))
+    def held() -> pd.DataFrame:
+        with owned(args.out, "recipe study folder"):
+            return study(args.out, names, args.n, args.evals)
+
+    guarded(parser.prog, args.debug, held)
     return 0
 
 

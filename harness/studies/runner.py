@@ -4,7 +4,9 @@ Results go to `results/runs/<suite>-<scale>/` by default (git-ignored), never in
 committed reference results (`results/paper/`, ...): a newcomer's run sits beside them,
 and its report compares its figures with theirs. Rerunning the same command resumes the
 folder; a folder that holds another job's results (other code, configs or settings) is
-refused with the way out: `--out` another folder, or `--fresh` to move it aside first.
+refused with the way out: `--out` another folder, or `--fresh` to move it aside first. One
+suite at a time writes a folder: a second one on the same `--out` is refused with one line
+naming the first one's pid and host.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from pathlib import Path
 
 from harness.common.cli import add_debug_flag, guarded
+from harness.common.io import check_output_folder
+from harness.common.lock import owned
 from harness.studies.suites import SUITES
 
 RUNS = Path("results") / "runs"  # ignored by git: every run's own folder lives here
@@ -23,6 +27,14 @@ RUNS = Path("results") / "runs"  # ignored by git: every run's own folder lives 
 
 def default_out(suite: str, scale: str) -> Path:
     return RUNS / f"{suite}-{scale}"
+
+
+def run_suite(args: argparse.Namespace, out: Path) -> dict:
+    """The suite into `out`, which this process holds for the whole run (a second suite on
+    the same folder is refused, naming this one; harness.common.lock)."""
+    check_output_folder(out)
+    with owned(out, f"{args.suite} suite folder"):
+        return SUITES[args.suite](out, args.scale, args.fresh)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or default_out(args.suite, args.scale)
     t0 = time.perf_counter()
-    summary = guarded(
-        "python -m harness.run", args.debug, lambda: SUITES[args.suite](out, args.scale, args.fresh)
-    )
+    summary = guarded("python -m harness.run", args.debug, lambda: run_suite(args, out))
     report = out / "report.md"
     if report.exists():
         print(report.read_text())

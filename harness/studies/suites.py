@@ -132,7 +132,8 @@ def cost(out: Path, scale: str, fresh: bool = False) -> dict:
     device = torch.device("cuda" if scale == "gpu" and torch.cuda.is_available() else "cpu")
     if scale == "gpu" and device.type != "cuda":
         raise ValueError("--scale gpu needs a CUDA device; use --scale cpu here")
-    stages, plans = cost_tables(device, throughput_batch=THROUGHPUT_BATCH, compile=COMPILE)
+    stages, plans = cost_tables(device, throughput_batch=THROUGHPUT_BATCH, compile=COMPILE,
+                                progress=True)  # fmt: skip
     write_csv(out / "cost_stages.csv", stages)
     write_csv(out / "cost_plans.csv", plans)
     figures = {

@@ -15,7 +15,6 @@ matches, see `harness.pipeline.provenance`) and hands every row to a callback th
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import math
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.common.config import Config
+from harness.common.lock import owned
 from harness.measure.flops import expected_training_macs, plan_macs
 from harness.metrics import EvaluatorRecipe, MetricOptions
 from harness.pipeline.build import plan_for
@@ -145,13 +145,8 @@ def costs(run: Path, cfg: Config) -> dict[str, float]:
 def run_lock(run: Path) -> Iterator[None]:
     """Exclusive use of a run folder across processes (two sweep workers that drew the same
     training config take turns; the second finds the work done)."""
-    run.mkdir(parents=True, exist_ok=True)
-    with (run / ".lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with owned(run, "training run", wait=True, quiet=True):
+        yield
 
 
 OnScore = Callable[[int, dict], None]
