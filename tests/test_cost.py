@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness.engine.pyramid import make_plan, uniform_plan
-from harness.measure.cost import CostSetup, measure_costs
+from harness.measure.cost import CostSetup, cost_tables, measure_costs
 from harness.measure.flops import plan_macs
 
 
@@ -84,3 +84,20 @@ def test_two_compiled_backbones_in_one_process_each_run_their_own_graph():
         for probe in probes + probes:  # the same wrapper class, called alternately
             x = probe.inputs(1, 4)
             assert torch.allclose(probe.infer(*x), probe.model(*x), atol=1e-6)
+
+
+def test_the_cost_tables_say_each_backbone_and_phase_as_it_starts(capsys):
+    setups = [CostSetup(backbone=b, size="tiny", form=f, frames=8, train_batch=2, repeats=1)
+              for b, f in (("dit", "flow"), ("unet", "ddim"))]  # fmt: skip
+    stages, plans = cost_tables(torch.device("cpu"), num_stages=2, total_steps=4,
+                                setups=setups, throughput_batch=2, progress=True)  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(plans) == 2 and len(lines) == 8  # 2 backbones x 4 phases, one line each
+    heads = ("cost [1/2] dit (flow)", "cost [2/2] unet (ddim)")
+    for head, chunk in zip(heads, (lines[:4], lines[4:])):
+        assert all(line.startswith(head) and line.endswith(" s]") for line in chunk), chunk
+        phases = " | ".join(chunk)
+        for phase in ("FLOPs (fvcore)", "training steps", "latency mode", "throughput mode"):
+            assert phase in phases
+    cost_tables(torch.device("cpu"), num_stages=2, total_steps=4, setups=setups[:1])
+    assert capsys.readouterr().err == ""  # quiet unless asked
