@@ -150,3 +150,28 @@ def test_result_files_get_the_users_permissions(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o664
     finally:
         os.umask(old)
+
+
+def test_sampling_writes_no_non_finite_videos_and_a_readable_folder(tmp_path, monkeypatch):
+    run = train.main(Config().override([*TINY, "steps=2", f"out_dir={tmp_path}", "name=ok"]))
+    old = os.umask(0o022)
+    try:
+        out = sample.main(run)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert stat.S_IMODE((out / "sampling.json").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+    real = sample.generate
+
+    def diverged(*args, **kw):
+        gen = real(*args, **kw)
+        gen.videos[1] = float("nan")
+        return gen
+
+    monkeypatch.setattr(sample, "generate", diverged)
+    with pytest.raises(FloatingPointError, match="1 of 2 videos sampled from .* hold NaN"):
+        sample.main(run, out=tmp_path / "nan-samples")
+    assert not (tmp_path / "nan-samples").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="afile is a file, not a folder"):
+        sample.main(run, out=tmp_path / "afile" / "samples")

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 
-def _umask() -> int:
+def umask() -> int:
     """This process's umask, read without changing it where Linux tells it."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -77,7 +77,7 @@ def _replacing(path: Path, suffix: str) -> Iterator[Path]:
             f"cannot write {path}: {why} ({err.filename}); check that folder's permissions "
             "or choose another path"
         ) from None
-    os.fchmod(fd, 0o666 & ~_umask())
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     try:
         yield Path(tmp)

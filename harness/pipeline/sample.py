@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 
 from harness.common.cli import add_debug_flag, guarded
 from harness.common.config import METHOD_FIELDS, Config
+from harness.common.io import check_output_folder, umask
 from harness.engine.pyramid import StagePlan
 from harness.engine.sampler import autocast_model
 from harness.engine.sampler import sample as run_sampler
@@ -218,11 +219,21 @@ def main(
     snapshot); it is written to a temporary folder first and swapped in whole, so
     other settings' samples and an interrupted write never clobber earlier results."""
     run_dir = Path(run_dir)
+    if out is not None:
+        check_output_folder(out)  # before sampling
     gen = generate(run_dir, changes, checkpoint)
+    bad = int((~torch.isfinite(gen.videos)).flatten(1).any(1).sum())
+    if bad:
+        raise FloatingPointError(
+            f"{bad} of {len(gen.videos)} videos sampled from {run_dir} (step {gen.step}) hold "
+            "NaN or Inf values; nothing was written. The model or its sampling settings "
+            "diverged: try another --checkpoint or a lower guidance="
+        )
     tag = plan_tag(gen.config) + (f"-step{gen.step}" if checkpoint else "")
     out = Path(out) if out is not None else run_dir / "samples" / tag
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o777 & ~umask())  # a folder like any other, not mkdtemp's 0700
     frames = [to_uint8(v) for v in gen.videos]
     for i, f in enumerate(frames):
         save_gif(f, tmp / f"video_{i:03d}.gif")
