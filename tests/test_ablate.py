@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_report import ROOT, cut, folder_bytes, report_cli
 
 import harness.pipeline.evaluate as evaluate
 import harness.pipeline.train as train
@@ -202,3 +203,57 @@ def test_registry_marks_rows_scored_with_other_changes_as_stale(tmp_path):
     assert status["renoise", "pyramid-flow"] == "not run"
     assert status["stages", "K=5"] == "skipped"
     assert [a["name"] for a in found] == list(ABLATIONS)
+
+
+def test_a_torn_ablations_folder_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    folder = tmp_path / "ablations"
+    shutil.copytree(ROOT / "results" / "ablations", folder)
+    cut(folder / "renoise" / "table.csv")
+    before = folder_bytes(folder)
+    done = report_cli(folder)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "renoise/table.csv" in lines[0] and "newline" in lines[0], lines
+    assert folder_bytes(folder) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ablations"]  # no staging folder left
+
+
+@pytest.mark.parametrize("case", ["final without curve", "torn strips", "bad registry"])
+def test_an_inconsistent_ablations_folder_is_named(tmp_path, case):
+    folder = tmp_path / "ablations"
+    shutil.copytree(ROOT / "results" / "ablations", folder)
+    if case == "final without curve":
+        curves = pd.read_csv(folder / "seed" / "curves.csv")
+        curves[curves["variant"] != "seed 1"].to_csv(folder / "seed" / "curves.csv", index=False)
+        message = r"final scores without curves.csv rows for \['seed/seed 1'\]"
+    elif case == "torn strips":
+        cut(folder / "strips.pt", 1000)
+        message = r"strips.pt is not a readable saved results file"
+    else:
+        (folder / "ablations.json").write_text(json.dumps({"ablations": [{"name": "seed"}]}))
+        message = r"ablations.json is not a registry"
+    before = folder_bytes(folder)
+    with pytest.raises(ValueError, match=message):
+        ablation_report.build(folder)
+    assert folder_bytes(folder) == before
+
+
+def test_a_failure_while_drawing_ablations_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    folder = tmp_path / "ablations"
+    shutil.copytree(ROOT / "results" / "ablations", folder)
+    (folder / "summary.json").unlink()  # an output missing before: must stay missing
+    before = folder_bytes(folder)
+    drawn = []
+
+    def second_plot_fails(*args, **kwargs):  # one ablation's plots are written first
+        if drawn:
+            raise RuntimeError("the disk filled up")
+        drawn.append(args[0])
+        real_plot(*args, **kwargs)
+
+    real_plot = ablation_report.plot_ablation
+    monkeypatch.setattr(ablation_report, "plot_ablation", second_plot_fails)
+    with pytest.raises(RuntimeError, match="disk filled up"):
+        ablation_report.build(folder)
+    assert drawn and folder_bytes(folder) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ablations"]  # the staging folder is gone

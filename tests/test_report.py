@@ -1,11 +1,19 @@
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+import harness.studies.report as report
 from harness.common.io import write_csv
 from harness.studies.report import build, main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VANILLA_KVD = [8, 6, 4, 3, 2, 1.5, 1, 1]
 
@@ -158,3 +166,142 @@ def test_quality_bar_says_who_learns_and_how_far_the_others_miss():
     assert bar.loc["vanilla", "meets_bar"] and bar.loc["vanilla", "fvd_over_real"] == 2.5
     assert not bar.loc["tpdiff", "meets_bar"]
     assert bar.loc["tpdiff", "misses"] == "FVD-md 5.00 x real > 4; PA-md-digit 0.300 < 0.4"
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m harness.report FOLDER ARGS` as a user runs it."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "harness.report", str(folder), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+
+
+def cut(path: Path, nbytes: int = 20) -> None:
+    """A write cut short: the last `nbytes` bytes of `path` lost, mid-line."""
+    path.write_bytes(path.read_bytes()[:-nbytes])
+
+
+def test_a_torn_evals_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    folder = tmp_path / "paper"
+    shutil.copytree(ROOT / "results" / "paper", folder)
+    cut(folder / "evals.csv")
+    before = folder_bytes(folder)
+    done = report_cli(folder)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "evals.csv" in lines[0] and "newline" in lines[0], lines
+    assert folder_bytes(folder) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["paper"]  # no staging folder left
+
+
+def test_a_valid_folder_redraws_byte_for_byte(tmp_path):
+    folder = tmp_path / "paper"
+    shutil.copytree(ROOT / "results" / "paper", folder)
+    done = report_cli(folder, "--reference", str(folder))  # as results/paper is drawn
+    assert done.returncode == 0, done.stderr
+    assert folder_bytes(folder) == folder_bytes(ROOT / "results" / "paper")
+    assert [p.name for p in tmp_path.iterdir()] == ["paper"]
+
+
+def test_references_without_an_n_of_the_evals_are_refused(tmp_path, capsys):
+    folder = tmp_path / "paper"
+    shutil.copytree(ROOT / "results" / "paper", folder)
+    refs = pd.read_csv(folder / "references.csv")
+    write_csv(folder / "references.csv", refs[refs["n"] != 64])
+    before = folder_bytes(folder)
+    with pytest.raises(SystemExit) as stop:
+        main([str(folder), "--reference", str(folder)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "references.csv has no" in err[0] and "n = 64" in err[0], err
+    assert folder_bytes(folder) == before
+
+
+def test_a_failure_while_drawing_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    folder = tmp_path / "paper"
+    shutil.copytree(ROOT / "results" / "paper", folder)
+    before = folder_bytes(folder)
+    drawn = []
+
+    def second_plot_fails(*args, **kwargs):  # the first plot and several tables are written
+        if drawn:
+            raise RuntimeError("the disk filled up")
+        drawn.append(args)
+        real_plot(*args, **kwargs)
+
+    real_plot = report.plot_quality
+    monkeypatch.setattr(report, "plot_quality", second_plot_fails)
+    (folder / "curves.csv").unlink()  # an output missing before: must stay missing
+    del before["curves.csv"]
+    with pytest.raises(RuntimeError, match="disk filled up"):
+        build(folder)
+    assert drawn and folder_bytes(folder) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["paper"]  # the staging folder is gone
+
+
+def _rewrite(path: Path, edit) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(edit(lines)) + "\n")
+
+
+def _set_cell(path: Path, column: str, value: str) -> None:
+    def edit(lines):
+        i = lines[0].split(",").index(column)
+        cells = lines[-1].split(",")
+        cells[i] = value
+        return lines[:-1] + [",".join(cells)]
+
+    _rewrite(path, edit)
+
+
+CORRUPT = {
+    "short row": ("evals.csv", lambda p: _rewrite(p, lambda ls: ls[:-1] + [ls[-1][:-8]]),
+                  r"evals.csv line 21 has \d+ fields where the header has \d+"),
+    "long row": ("evals.csv", lambda p: _rewrite(p, lambda ls: ls[:-1] + [ls[-1] + ",1"]),
+                 r"evals.csv line 21 has \d+ fields"),
+    "not a number": ("evals.csv", lambda p: _set_cell(p, "FVD-md", "9x7"),
+                     r"evals.csv line 21: column 'FVD-md' holds '9x7', not a number"),
+    "empty identity": ("evals.csv", lambda p: _set_cell(p, "backbone", ""),
+                       r"column 'backbone' holds nothing, where an identity belongs"),
+    "not a flag": ("evals.csv", lambda p: _set_cell(p, "renoise", "Tru"),
+                   r"column 'renoise' holds 'Tru', not True or False"),
+    "duplicate": ("evals.csv", lambda p: _rewrite(p, lambda ls: ls + [ls[-1]]),
+                  r"evals.csv holds 2 rows for the same run, role, step, renoise"),
+    "unknown role": ("evals.csv", lambda p: _set_cell(p, "role", "draft"),
+                     r"roles \['draft'\], neither curve nor final"),
+    "torn plans": ("cost_plans.csv", cut, r"cost_plans.csv does not end in a newline"),
+    "torn stages": ("cost_stages.csv", cut, r"cost_stages.csv does not end in a newline"),
+    "duplicate reference": ("references.csv", lambda p: _rewrite(p, lambda ls: ls + [ls[-1]]),
+                            r"references.csv holds 2 rows for the same kind, n"),
+    "torn job": ("job.json", lambda p: cut(p, 5), r"job.json does not parse as JSON"),
+    "torn strip": ("renoise_strip.pt", lambda p: cut(p, 200), r"renoise_strip.pt is not a"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CORRUPT)
+def test_a_torn_or_inconsistent_input_is_named_before_anything_is_written(tmp_path, case):
+    _fake_suite(tmp_path)
+    build(tmp_path)  # the outputs of a good draw, which must survive
+    name, corrupt, message = CORRUPT[case]
+    corrupt(tmp_path / name)
+    before = folder_bytes(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        build(tmp_path)
+    assert folder_bytes(tmp_path) == before
+
+
+def test_a_torn_reference_summary_is_named(tmp_path):
+    ref, mine = tmp_path / "ref", tmp_path / "mine"
+    for folder in (ref, mine):
+        folder.mkdir()
+        _fake_suite(folder)
+    build(ref)
+    cut(ref / "summary.json", 30)
+    with pytest.raises(ValueError, match=r"ref/summary.json does not parse as JSON"):
+        build(mine, reference=ref)
+    assert not (mine / "report.md").exists()

@@ -16,6 +16,9 @@ reaches the target, the median of the paper setting's last 3 scored snapshots (a
 reaches and holds, as in the paper suite), interpolated between snapshots, also as a ratio
 to the paper setting's own. Verdicts against the paper's setting follow
 `verdicts.ABLATION_RULE`, on FVD-md, PA-md-digit and the motion gap (`VERDICTS`).
+
+A torn or inconsistent folder is refused before anything is written (`load`, through
+`harness.studies.inputs`), and the outputs are written all or none (`harness.studies.staging`).
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 from harness.common.io import plain, save_figure, write_csv, write_json, write_text  # noqa: E402
 from harness.studies import verdicts  # noqa: E402
+from harness.studies.inputs import (  # noqa: E402
+    load_torch_strict,
+    read_csv_strict,
+    read_json_strict,
+)
 from harness.studies.plots import plot_video_rows  # noqa: E402
+from harness.studies.staging import staged  # noqa: E402
 from harness.studies.verdicts import Estimate  # noqa: E402
 
 PAPER = "paper"
@@ -46,10 +54,48 @@ VERDICTS = ((QUALITY, "verdict"), (PROMPT, "prompt_verdict"), (MOTION, "motion_v
 SHOWN = ("variant", "status", "FVD-md", "FVD-md-lo", "FVD-md-hi", "PA-md-digit", "stutter",
          "motion-gap", "cost_to_target_ratio", "inference_speedup", "flop_ratio_bound",
          "verdict", "prompt_verdict", "motion_verdict")  # fmt: skip
+# the numeric columns of the tables, curves and references, and of speed.csv
+SCORES = ("n", "step", "train_flops", "train_gflops", "infer_gflops", "train_wall_s",
+          *(f"{m}{s}" for m in (QUALITY, MOTION) for s in ("", "-lo", "-hi")),
+          "PA-md", PROMPT, "flicker", "stutter", "stutter-real")  # fmt: skip
+SPEED = ("flop_ratio_bound", "inference_speedup", "measured_over_bound")
+
+
+def _fix(out: Path) -> str:
+    return (f"restore the file from git (a committed folder) or rerun python -m "
+            f"harness.studies.ablate NAMES --out {out} (then --finish)")  # fmt: skip
+
+
+def _tables(out: Path, kind: str, key: tuple[str, ...], filled: tuple[str, ...]) -> pd.DataFrame:
+    """Every `<name>/<kind>.csv`, checked (each holds rows of its own ablation only)."""
+    frames = []
+    for path in sorted(out.glob(f"*/{kind}.csv")):
+        frame = read_csv_strict(path, _fix(out), filled=filled, numeric=SCORES, key=key)
+        other = sorted(set(frame["ablation"]) - {path.parent.name})
+        if other:
+            raise ValueError(f"{path} holds rows of the ablations {other}, not only "
+                             f"{path.parent.name!r}: {_fix(out)}")  # fmt: skip
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _registry(out: Path) -> dict:
+    path = out / "ablations.json"
+    fix = f"restore it from git or rerun python -m harness.studies.ablate --finish --out {out}"
+    registry = read_json_strict(path, fix)
+    entries, fields = registry.get("ablations"), {"name", "about", "variants"}
+    whole = isinstance(entries, list) and all(isinstance(e, dict) and fields <= set(e)
+                                              for e in entries)  # fmt: skip
+    if "scale" not in registry or not whole:
+        raise ValueError(f"{path} is not a registry (scale, ablations with name, about and "
+                         f"variants): {fix}")  # fmt: skip
+    return registry
 
 
 def load(out: Path) -> dict:
-    """The folder's files: registry, final rows, curves, references, speed (may be empty)."""
+    """The folder's files: registry, final rows, curves, references, speed (may be empty),
+    strips (may be empty), each read whole and checked (harness.studies.inputs); raises
+    ValueError / FileNotFoundError naming the file, the problem and the fix."""
     missing = [n for n in ("ablations.json", "references.csv") if not (out / n).is_file()]
     if missing:
         raise FileNotFoundError(
@@ -61,24 +107,37 @@ def load(out: Path) -> dict:
             f"{out} has no ablation tables with curves (made before curves.csv existed?): "
             f"run python -m harness.studies.ablate NAMES --out {out} to score them again"
         )
-    read = lambda pattern: pd.concat(  # noqa: E731
-        [pd.read_csv(p) for p in sorted(out.glob(pattern))], ignore_index=True
-    )
-    speed = out / "speed.csv"
-    table = read("*/table.csv")
-    refs = pd.read_csv(out / "references.csv")
+    registry = _registry(out)
+    table = _tables(out, "table", ("ablation", "variant"), ("ablation", "variant", "n"))
+    curves = _tables(out, "curves", ("ablation", "variant", "step"),
+                     ("ablation", "variant", "step", "n", "git", "train_flops",
+                      QUALITY))  # fmt: skip
+    scored = set(zip(curves["ablation"], curves["variant"]))
+    bare = [f"{a}/{v}" for a, v in zip(table["ablation"], table["variant"]) if (a, v) not in scored]
+    if bare:
+        raise ValueError(f"{out} has final scores without curves.csv rows for {bare}: "
+                         f"{_fix(out)}")  # fmt: skip
+    path = out / "references.csv"
+    refs = read_csv_strict(path, _fix(out), filled=("kind", "n"), numeric=SCORES,
+                           key=("kind", "n"))  # fmt: skip
     refs = refs[refs["n"] == table["n"].max()]  # the scale every score is read at
-    if set(refs["kind"]) < {"real", "noise", "chance"}:
-        raise FileNotFoundError(
-            f"{out}/references.csv has no references at n = {table['n'].max()}: run "
+    if not {"real", "noise", "chance"} <= set(refs["kind"]):
+        raise ValueError(
+            f"{path} has no references at n = {table['n'].max()}: run "
             f"python -m harness.studies.ablate --finish --out {out}"
         )
+    speed_path, strips = out / "speed.csv", out / "strips.pt"
+    speed = pd.DataFrame()
+    if speed_path.is_file():
+        speed = read_csv_strict(speed_path, _fix(out), filled=("ablation", "variant"),
+                                numeric=SPEED, key=("ablation", "variant"))  # fmt: skip
     return dict(
-        registry=json.loads((out / "ablations.json").read_text()),
+        registry=registry,
         table=table,
-        curves=read("*/curves.csv"),
+        curves=curves,
         refs={r["kind"]: r for r in refs.to_dict("records")},
-        speed=pd.read_csv(speed) if speed.is_file() else pd.DataFrame(),
+        speed=speed,
+        strips=load_torch_strict(strips, _fix(out)) if strips.is_file() else {},
     )
 
 
@@ -270,23 +329,30 @@ def report_md(files: dict, summary: dict, rows: pd.DataFrame, samples: dict) -> 
 
 
 def build(out: str | Path) -> dict:
-    """Draw summary.csv/json, the plots and report.md of the ablations folder `out`."""
+    """Draw summary.csv/json, the plots and report.md of the ablations folder `out`. Every
+    input is checked first (`load`); the outputs are drawn into a staging folder and moved
+    into `out` only when all of them are written (harness.studies.staging)."""
     out = Path(out)
     files = load(out)
+    with staged(out) as stage:
+        summary = draw(files, stage)
+    return summary
+
+
+def draw(files: dict, stage: Path) -> dict:
+    """Write the outputs of an ablations folder into `stage` from its checked `files`."""
     spreads = seed_spreads(files["table"])
     registry = files["registry"]["ablations"]
     rows = pd.DataFrame([r for entry in registry for r in judge_ablation(entry, files, spreads)])
-    strips_path = out / "strips.pt"
-    strips = torch.load(strips_path, weights_only=False) if strips_path.is_file() else {}
     samples = {}
     for entry in registry:
         name = entry["name"]
         mine = rows[(rows["ablation"] == name) & (rows["status"] == "ran")]
         samples[name] = bool(len(mine)) and plot_strips(
-            name, mine, strips, out / name / f"{name}_samples.png"
+            name, mine, files["strips"], stage / name / f"{name}_samples.png"
         )
         if len(mine):
-            plot_ablation(name, entry["about"], mine, files["curves"], out / name / f"{name}.png")
+            plot_ablation(name, entry["about"], mine, files["curves"], stage / name / f"{name}.png")
     summary = dict(
         scale=files["registry"]["scale"],
         code=sorted(set(files["curves"]["git"].astype(str))),  # revisions that scored
@@ -309,7 +375,7 @@ def build(out: str | Path) -> dict:
             for e in registry
         },  # fmt: skip
     )
-    write_csv(out / "summary.csv", rows)
-    write_json(out / "summary.json", plain(summary))
-    write_text(out / "report.md", report_md(files, summary, rows, samples))
+    write_csv(stage / "summary.csv", rows)
+    write_json(stage / "summary.json", plain(summary))
+    write_text(stage / "report.md", report_md(files, summary, rows, samples))
     return summary

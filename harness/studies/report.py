@@ -10,6 +10,15 @@ results folder redraws on a fresh clone. Curves use the curve metric (KVD-md: un
 the small n of a curve point); final figures use FVD-md at the final n. The verdict rules
 are in `harness.studies.verdicts`. With a committed reference folder given, the report sets this
 folder's figures beside its. Never imports the training code.
+
+It refuses a torn or inconsistent folder and writes all its outputs or none: every input is
+read whole and checked first (`load`, `harness.studies.inputs`: a file cut mid-line, a row
+with the wrong number of fields, a non-number where a number belongs, an empty identity cell,
+two rows for the same score, JSON that does not parse, an n of evals.csv without its
+references), and one bad file ends the command with one line naming it, the problem and the
+fix (exit 2), before anything is written. The outputs are drawn into a staging folder beside
+the folder and renamed into it only once all of them are written (`harness.studies.staging`);
+the inputs are never rewritten.
 """
 
 from __future__ import annotations
@@ -17,15 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from harness.common.io import plain, write_csv, write_json, write_text
 from harness.studies import verdicts
+from harness.studies.inputs import load_torch_strict, read_csv_strict, read_json_strict
 from harness.studies.plots import plot_quality, plot_renoise_strip
+from harness.studies.staging import staged
 from harness.studies.verdicts import Curve, Estimate
 
 # arXiv 2503.09566 (docs/method.md sec. 9), per backbone role, quoted beside ours
@@ -44,20 +56,81 @@ EVAL_COLUMNS = ("run", "backbone", "form", "variant", "role", "seed", "step", "r
                 "train_flops", "train_wall_s")  # fmt: skip
 FINAL = "FVD-md"  # the final-point quality metric (at a sound n)
 AGREEMENT = "PA-md-digit"
+SCORES = tuple(f"{m}{s}" for m in ("FVD-md", "KVD-md", "motion-gap", "CLIPSIM")
+               for s in ("", "-lo", "-hi")) + ("PA-md", "PA-md-digit", "stutter",
+                                             "stutter-real", "flicker", "flicker-real")  # fmt: skip
+PLAN_COLUMNS = ("backbone", "form", "vanilla_sampling_s", "tpdiff_sampling_s",
+                "inference_speedup", "flop_ratio_bound", "measured_over_bound",
+                "training_step_cost_ratio", "training_step_flop_ratio")  # fmt: skip
+REFERENCE_KINDS = ("real", "noise", "chance")
+FIX = ("restore the file from git (a committed folder) or rerun the suite into a new folder "
+       "(python -m harness.run --suite paper --out NEW)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a paper-suite report reads, checked whole and consistent before anything
+    is written (`load`)."""
+
+    evals: pd.DataFrame  # one row per score, sorted; + train_hours
+    refs: dict[tuple[str, int], pd.Series]  # (kind, n) -> references.csv row
+    plans: pd.DataFrame  # cost_plans.csv
+    stages: pd.DataFrame  # cost_stages.csv
+    job: dict  # job.json ({} when absent)
+    strip: dict | None  # renoise_strip.pt
+    reference: dict | None  # the committed reference folder's summary.json
 
 
 def load_evals(out: Path) -> pd.DataFrame:
     """evals.csv with training hours, sorted by backbone, variant, role, renoise and step."""
-    evals = pd.read_csv(out / "evals.csv")
-    missing = [c for c in EVAL_COLUMNS if c not in evals]
-    if missing:
-        raise ValueError(
-            f"{out / 'evals.csv'} lacks the columns {missing} (written by an older harness); "
-            "rerun the suite into a new folder (python -m harness.run --suite paper --out DIR)"
-        )
+    path = out / "evals.csv"
+    evals = read_csv_strict(path, FIX, filled=EVAL_COLUMNS,
+                            numeric=("seed", "step", "n", "train_flops", "train_wall_s", *SCORES),
+                            flags=("renoise",), key=("run", "role", "step", "renoise"))  # fmt: skip
+    odd = sorted(set(evals["role"]) - {"curve", "final"})
+    if odd:
+        raise ValueError(f"{path} holds the roles {odd}, neither curve nor final: {FIX}")
     evals["train_hours"] = evals["train_wall_s"] / 3600
     order = ["backbone", "variant", "seed", "role", "renoise", "step"]
     return evals.sort_values(order).reset_index(drop=True)
+
+
+def load_references(out: Path, ns: Iterable[int] = ()) -> dict[tuple[str, int], pd.Series]:
+    """(kind, n) -> the reference row (kind: real, noise, chance); each n of `ns` (those
+    evals.csv scores at) must have all three kinds."""
+    path = out / "references.csv"
+    if not path.is_file():
+        return {}
+    frame = read_csv_strict(path, FIX, filled=("kind", "n"), numeric=("n", *SCORES),
+                            key=("kind", "n"))  # fmt: skip
+    refs = {(r.kind, int(r.n)): r for _, r in frame.iterrows()}
+    for n in sorted(ns):
+        lacking = [k for k in REFERENCE_KINDS if (k, n) not in refs]
+        if lacking:
+            raise ValueError(
+                f"{path} has no {lacking} rows at n = {n}, where evals.csv scores at that n: "
+                "rerun the suite into the folder (python -m harness.run --suite paper --out "
+                f"{out} scores what is missing) or restore the file from git"
+            )
+    return refs
+
+
+def load(out: Path, reference: Path | None = None) -> Inputs:
+    """Read and check every input of the report of `out` (and `reference`/summary.json);
+    raises ValueError / FileNotFoundError naming the file, the problem and the fix."""
+    evals = load_evals(out)
+    plans = read_csv_strict(out / "cost_plans.csv", FIX, filled=PLAN_COLUMNS,
+                            numeric=PLAN_COLUMNS[2:], key=("backbone",))  # fmt: skip
+    stages = read_csv_strict(out / "cost_stages.csv", FIX, filled=("backbone",))
+    job = read_json_strict(out / "job.json", FIX) if (out / "job.json").is_file() else {}
+    strip_path = out / "renoise_strip.pt"
+    strip = load_torch_strict(strip_path, FIX) if strip_path.is_file() else None
+    committed = reference / "summary.json" if reference else None
+    ref = None
+    if committed is not None and committed.is_file():
+        ref = read_json_strict(committed, "restore it from git or pass another --reference")
+    refs = load_references(out, {int(n) for n in evals["n"]})
+    return Inputs(evals, refs, plans, stages, job, strip, ref)
 
 
 def curve_metric(curves: pd.DataFrame) -> str:
@@ -87,15 +160,6 @@ def pick(finals: pd.DataFrame, backbone: str, variant: str, renoise: bool = True
     hit = finals[(finals.backbone == backbone) & (finals.variant == variant)
                  & (finals.renoise == renoise) & (finals.seed == seed)]  # fmt: skip
     return hit.iloc[-1] if len(hit) else None
-
-
-def load_references(out: Path) -> dict[tuple[str, int], pd.Series]:
-    """(kind, n) -> the reference row (kind: real, noise, chance)."""
-    path = out / "references.csv"
-    if not path.is_file():
-        return {}
-    frame = pd.read_csv(path)
-    return {(r.kind, int(r.n)): r for _, r in frame.iterrows()}
 
 
 def seed_spread(finals: pd.DataFrame, backbone: str) -> float | None:
@@ -172,20 +236,29 @@ def judge(curves, finals, refs, plans, metric) -> list[dict]:
 
 def build(out: str | Path, reference: str | Path | None = None) -> dict:
     """Write every table, plot, summary.json and report.md of `out`; returns the summary.
-    `reference`: a committed results folder whose summary.json is set beside this one's."""
+    `reference`: a committed results folder whose summary.json is set beside this one's.
+    Every input is checked first (`load`); the outputs are drawn into a staging folder and
+    moved into `out` only when all of them are written (harness.studies.staging)."""
     out = Path(out)
-    evals = load_evals(out)
+    inputs = load(out, Path(reference) if reference else None)
+    with staged(out) as stage:
+        summary = draw(inputs, out, stage, Path(reference) if reference else None)
+    return summary
+
+
+def draw(inputs: Inputs, out: Path, stage: Path, reference: Path | None) -> dict:
+    """Write the outputs of the folder `out` into `stage` from its checked `inputs`."""
+    evals, refs, plans = inputs.evals, inputs.refs, inputs.plans
     curves = evals[(evals.role == "curve") & evals.renoise & (evals.seed == 0)]
     finals = evals[evals.role == "final"]
     metric = curve_metric(curves)
-    refs = load_references(out)
-    write_csv(out / "curves.csv", curves)
+    write_csv(stage / "curves.csv", curves)
     costs = training_cost(curves, metric)
-    write_csv(out / "training_cost.csv", costs)
+    write_csv(stage / "training_cost.csv", costs)
     flops = costs[costs.axis == "train_flops"] if len(costs) else costs
     targets = {r.backbone: r.target for r in flops.itertuples()} if len(flops) else {}
-    plot_quality(curves, "train_flops", out / "fig5_quality_vs_flops.png", metric, targets)
-    plot_quality(curves, "train_hours", out / "fig5_quality_vs_time.png", metric, targets)
+    plot_quality(curves, "train_flops", stage / "fig5_quality_vs_flops.png", metric, targets)
+    plot_quality(curves, "train_hours", stage / "fig5_quality_vs_time.png", metric, targets)
 
     agreement = "CLIPSIM" if "CLIPSIM" in finals else AGREEMENT
     main = finals[(finals.seed == 0) & finals.renoise]
@@ -194,33 +267,30 @@ def build(out: str | Path, reference: str | Path | None = None) -> dict:
     align = main[main.variant.str.startswith("tpdiff")][keep].assign(
         alignment=lambda d: np.where(d.variant == "tpdiff", "on", "off")
     )
-    write_csv(out / "table3_alignment.csv", align)
+    write_csv(stage / "table3_alignment.csv", align)
     tp = finals[(finals.variant == "tpdiff") & (finals.seed == 0)]
     renoise_cols = [c for c in ("backbone", "form", "renoise", "n", "motion-gap", "motion-gap-lo",
                                 "motion-gap-hi", "stutter", "stutter-real", "flicker",
                                 "flicker-real", FINAL, agreement) if c in tp]  # fmt: skip
     renoise = tp[renoise_cols]
-    write_csv(out / "fig6_renoise.csv", renoise)
-    if (out / "renoise_strip.pt").exists():
-        strip = torch.load(out / "renoise_strip.pt", weights_only=False)
-        plot_renoise_strip(strip, out / "fig6_renoise_strip.png")
+    write_csv(stage / "fig6_renoise.csv", renoise)
+    if inputs.strip is not None:
+        plot_renoise_strip(inputs.strip, stage / "fig6_renoise_strip.png")
 
-    plans = pd.read_csv(out / "cost_plans.csv")
-    stages = pd.read_csv(out / "cost_stages.csv")
     table1 = plans[
         ["backbone", "form", "vanilla_sampling_s", "tpdiff_sampling_s", "inference_speedup",
          "flop_ratio_bound", "measured_over_bound"]
     ]  # fmt: skip
-    write_csv(out / "table1_latency.csv", table1)
+    write_csv(stage / "table1_latency.csv", table1)
     found = judge(curves, finals, refs, plans, metric)
-    write_csv(out / "verdicts.csv", pd.DataFrame(found).drop(columns=["numbers"]))
+    write_csv(stage / "verdicts.csv", pd.DataFrame(found).drop(columns=["numbers"]))
 
-    job = json.loads((out / "job.json").read_text()) if (out / "job.json").is_file() else {}
-    summary = _summary(job, metric, agreement, plans, costs, finals, refs, found)
-    write_json(out / "summary.json", summary)
-    beside = compare_with_reference(summary, Path(reference)) if reference else []
-    write_text(out / "report.md", _report_md(out, metric, agreement, table1, stages, costs,
-                                             align, renoise, summary, beside))  # fmt: skip
+    summary = _summary(inputs.job, metric, agreement, plans, costs, finals, refs, found)
+    write_json(stage / "summary.json", summary)
+    beside = compare_with_reference(summary, reference, inputs.reference) if reference else []
+    write_text(stage / "report.md", _report_md(out, metric, agreement, table1, inputs.stages,
+                                               costs, align, renoise, summary,
+                                               beside))  # fmt: skip
     return summary
 
 
@@ -284,13 +354,12 @@ def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return frame.to_markdown(index=False, floatfmt=floatfmt) if not frame.empty else "(none)"
 
 
-def compare_with_reference(summary: dict, reference: Path) -> list[str]:
+def compare_with_reference(summary: dict, reference: Path, ref: dict | None) -> list[str]:
     """Markdown lines setting this summary's per-backbone figures beside those of the
-    committed `reference` folder, with what produced each and whether they are comparable."""
-    path = reference / "summary.json"
-    if not path.is_file():
+    committed `reference` folder (`ref`: its summary.json, None when it has none), with what
+    produced each and whether they are comparable."""
+    if ref is None:
         return [f"No committed reference at `{reference}` to compare with."]
-    ref = json.loads(path.read_text())
     rows = []
     for backbone, mine in summary["backbones"].items():
         theirs = ref.get("backbones", {}).get(backbone, {})
