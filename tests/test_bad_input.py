@@ -175,3 +175,14 @@ def test_sampling_writes_no_non_finite_videos_and_a_readable_folder(tmp_path, mo
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="afile is a file, not a folder"):
         sample.main(run, out=tmp_path / "afile" / "samples")
+
+
+def test_a_captions_csv_that_is_not_utf8_is_named(tmp_path, capsys):
+    import harness.pipeline.prepare as prepare
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    (root / "captions.csv").write_bytes(b"path,caption\na.mp4,un caf\xe9\n")
+    args = ["dataset=video-folder", f"data_root={root}", f"out_dir={tmp_path / 'out'}"]
+    _one_line(capsys, lambda: prepare.cli(args), f"{root / 'captions.csv'} is not UTF-8 text",
+              "save it as UTF-8")  # fmt: skip

@@ -1,8 +1,12 @@
-"""Datasets: moving digits (known motion, determinism) and video folders (skips, stride, cache)."""
+"""Datasets: moving digits (known motion, determinism), video folders (skips, stride, a cache
+keyed by content) and file fingerprints (whole-file hash, the stat fast path)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
+import time
 import warnings
 
 import av
@@ -10,9 +14,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from video_files import replace_keeping_stat, write_clip, write_folder, write_rows
 
+import harness.data.fingerprint as fingerprint_mod
 import harness.data.video_folder as video_folder
 from harness.data import DATASETS, DIRECTIONS, MovingDigits, build_dataset, collate
+from harness.data.fingerprint import content_hash, fingerprint, same_content
+from harness.data.video_folder import folder_fingerprint
 
 # ----------------------------------------------------------------------------- moving digits
 
@@ -216,7 +224,8 @@ def test_video_folder_cache_is_written_and_reused(folder, tmp_path, monkeypatch)
     cache = tmp_path / "cache"
     first, _ = _build(folder, frames=8, cache_dir=cache)
     files = sorted(cache.glob("*.pt"))
-    assert len(files) == 3 and not list(cache.glob("*.tmp"))  # one per usable clip, atomic
+    # one per usable content (a.mp4 and b.mp4 are the same bytes: one entry), written atomically
+    assert len(files) == 2 and not list(cache.glob("*.tmp"))
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoder called although the clip is cached")
@@ -239,3 +248,72 @@ def test_video_folder_missing_paths(tmp_path):
     (tmp_path / "captions.csv").write_text("path,caption\nmissing.mp4,nothing\n")
     with pytest.raises(ValueError, match="no usable clip"), pytest.warns(UserWarning):
         build_dataset("video-folder", root=tmp_path)
+
+
+def test_video_folder_cache_decodes_a_clip_changed_with_its_size_and_mtime_kept(tmp_path):
+    root = write_folder(tmp_path / "clips", 3)
+    cache = tmp_path / "cache"
+    first, _ = _build(root, frames=4, cache_dir=cache)
+    assert len(list(cache.glob("*.pt"))) == 3 and (cache / "fingerprints.json").is_file()
+    old = first[1]["video"]
+    replace_keeping_stat(root / "clip1.y4m", 5)
+    second, _ = _build(root, frames=4, cache_dir=cache)
+    want = video_folder.decode_clip(root / "clip1.y4m", 4, 16, 1, 3)
+    assert torch.equal(second[1]["video"], want) and not torch.allclose(old, want, atol=0.1)
+    assert torch.equal(first[1]["video"], want)  # an item is what its file holds now
+    assert torch.equal(first[0]["video"], second[0]["video"])
+    assert second.identities[1] == content_hash(root / "clip1.y4m") != first.identities[1]
+    assert second.identities[0] == first.identities[0]
+    assert len(list(cache.glob("*.pt"))) == 4  # the old clip's entry stays, unused
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def test_fingerprint_hashes_the_whole_file_and_skips_only_an_unchanged_stat(tmp_path, monkeypatch):
+    path = tmp_path / "clip.bin"
+    data = bytearray(np.random.default_rng(0).bytes(3 * fingerprint_mod.CHUNK + 17))
+    path.write_bytes(data)
+    fp = fingerprint(path)
+    assert fp["hash"] == hashlib.blake2b(bytes(data), digest_size=20).hexdigest()
+    assert (fp["size"], fp["mtime_ns"]) == (len(data), path.stat().st_mtime_ns)
+    assert fp["racy"]  # changed just now: a change within the same clock tick would not show
+    calls = []
+    real = fingerprint_mod.content_hash
+    monkeypatch.setattr(fingerprint_mod, "content_hash", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(fingerprint_mod, "_memo", {})
+    assert fingerprint(path, fp)["hash"] == fp["hash"] and len(calls) == 1  # racy: read again
+    monkeypatch.setattr(fingerprint_mod, "RACY_NS", 0)
+    fp = fingerprint(path)
+    assert "racy" not in fp and len(calls) == 2
+    assert fingerprint(path, fp) == fp and len(calls) == 2  # the stat fast path: not read
+    time.sleep(0.05)  # past the clock tick of the last change
+    stat = path.stat()
+    with open(path, "r+b") as handle:  # one byte in the last chunk; size and mtime put back
+        handle.seek(len(data) - 5)
+        handle.write(bytes([data[-5] ^ 0xFF]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    new = fingerprint(path, fp)
+    assert (new["size"], new["mtime_ns"]) == (fp["size"], fp["mtime_ns"])
+    assert new["hash"] != fp["hash"] and len(calls) == 3 and not same_content(new, fp)
+    os.utime(path)  # touched: read again, same content
+    assert same_content(fingerprint(path, new), new) and len(calls) == 4
+    assert fingerprint(tmp_path / "none") is None and fingerprint(tmp_path) is None
+    assert same_content(None, None) and not same_content(None, new)
+
+
+def test_folder_fingerprint_changes_with_the_csv_and_any_listed_file(tmp_path):
+    root = write_folder(tmp_path / "clips", 2)
+    first = folder_fingerprint(root)
+    assert sorted(first["files"]) == ["clip0.y4m", "clip1.y4m"]
+    assert folder_fingerprint(root, known=first)["digest"] == first["digest"]
+    replace_keeping_stat(root / "clip0.y4m", 4)
+    changed = folder_fingerprint(root, known=first)
+    assert changed["digest"] != first["digest"]
+    write_rows(root, [("clip0.y4m", "clip 0"), ("clip1.y4m", "another caption")])
+    assert folder_fingerprint(root, known=changed)["digest"] != changed["digest"]
+    write_rows(root, [("clip0.y4m", "clip 0"), ("missing.y4m", "gone")])
+    missing = folder_fingerprint(root)
+    assert missing["files"]["missing.y4m"] is None
+    write_clip(root / "missing.y4m", 1)
+    assert folder_fingerprint(root, known=missing)["digest"] != missing["digest"]

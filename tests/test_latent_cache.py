@@ -1,7 +1,9 @@
 """The latent cache: shards equal to the encoded videos, resumable after a kill without
-re-encoding whole shards, dealt out to DDP ranks with every shard encoded once, and opened
-without reading any array."""
+re-encoding whole shards, dealt out to DDP ranks with every shard encoded once, opened
+without reading any array, and encoded again from the first shard a changed, added or
+removed source clip affects."""
 
+import json
 import threading
 import time
 
@@ -9,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from video_files import replace_keeping_stat, stamps, write_clip, write_folder, write_rows
 
 import harness.data.shards as shards
 import harness.models.latents as latents
 from harness.data import MovingDigits
+from harness.data.prepared import PreparedVideos, Source, prepare, refresh
 from harness.models.latents import LatentDataset, encode_to_cache
 
 PROVENANCE = {"format": 2, "vae": "pool2"}
@@ -21,12 +25,13 @@ PROVENANCE = {"format": 2, "vae": "pool2"}
 class PoolCodec:
     """A stand-in VAE with a known answer: 2x2 average pooling of each frame."""
 
-    def __init__(self):
+    def __init__(self, channels: int = 1):
+        self.channels = channels
         self.calls: list[int] = []  # videos per encode call
         self.lock = threading.Lock()
 
     def latent_shape(self, frames: int, size: int) -> tuple[int, int, int, int]:
-        return (1, frames, size // 2, size // 2)
+        return (self.channels, frames, size // 2, size // 2)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         with self.lock:
@@ -124,3 +129,73 @@ def test_opening_a_cache_reads_no_array_and_survives_pickling(tmp_path, monkeypa
     (batch,) = list(loader)
     assert torch.equal(batch["video"], torch.stack([cache[i]["video"] for i in range(7)]))
     assert shards.INDEX == "index.json" and (tmp_path / shards.INDEX).is_file()
+
+
+# ----------------------------------------------------------------------------- changed sources
+
+
+@pytest.fixture
+def clips(tmp_path):
+    """Seven real clips, prepared (shards of 4 rows); `make()` brings the shards up to date
+    with the folder and opens them, as a training start does."""
+    root = write_folder(tmp_path / "clips", 7)
+    source, folder = Source(str(root), frames=4, size=16, channels=3), tmp_path / "prepared"
+    prepare(source, folder, shard_size=4)
+
+    def make() -> PreparedVideos:
+        refresh(source, folder)
+        return PreparedVideos(folder)
+
+    return root, make
+
+
+def encode(folder, make, codec):
+    return encode_to_cache(folder, make, codec, 2, PROVENANCE, shard_size=3)
+
+
+def test_a_changed_clip_encodes_again_from_its_shard_on_and_says_so(clips, tmp_path, capsys):
+    root, make = clips
+    cache = tmp_path / "latents"
+    encode(cache, make, PoolCodec(3))
+    record = json.loads((cache / "latents_00001.json").read_text())
+    assert record["ids"] == make().identities[3:6] and len(set(record["ids"])) == 3
+    kept = stamps(cache, "latents_00000.*")
+    replace_keeping_stat(root / "clip4.y4m", 9)  # video 4: latent shard 1 (videos 3-5)
+    capsys.readouterr()
+    codec = PoolCodec(3)
+    again = encode(cache, make, codec)
+    assert sum(codec.calls) == 4  # videos 3-6: shards 1 and 2, not shard 0
+    assert stamps(cache, "latents_00000.*") == kept
+    out = capsys.readouterr().out
+    line = f"latent cache {cache}: latents_00001: video 4 is another video"
+    assert line in out and "encoding again from it on" in out
+    videos = make()
+    for i in range(7):
+        torch.testing.assert_close(again[i]["video"], pooled(videos, i), atol=2e-3, rtol=0)
+    unchanged = PoolCodec(3)
+    encode(cache, make, unchanged)
+    assert unchanged.calls == []
+
+
+def test_an_added_clip_encodes_the_last_shard_and_a_removed_one_from_its_shard_on(clips, tmp_path):
+    root, make = clips
+    cache = tmp_path / "latents"
+    encode(cache, make, PoolCodec(3))
+    names = [f"clip{k}.y4m" for k in range(8)]
+    write_clip(root / "clip7.y4m", 7)
+    write_rows(root, [(n, f"clip {k}") for k, n in enumerate(names)])
+    kept, codec = stamps(cache, "latents_0000[01].*"), PoolCodec(3)
+    added = encode(cache, make, codec)
+    assert sum(codec.calls) == 2 and stamps(cache, "latents_0000[01].*") == kept  # videos 6, 7
+    assert len(added) == 8 and added.captions[7] == "clip 7"
+    write_rows(root, [(n, f"clip {k}") for k, n in enumerate(names) if k != 1])
+    codec = PoolCodec(3)
+    removed = encode(cache, make, codec)
+    assert sum(codec.calls) == 7  # video 1 left: every later item moved, shard 0 on again
+    assert sorted(p.name for p in cache.glob("latents_*.npy")) == [
+        "latents_00000.npy", "latents_00001.npy", "latents_00002.npy"
+    ]  # fmt: skip
+    videos = make()
+    assert removed.captions == [f"clip {k}" for k in range(8) if k != 1] == videos.captions
+    for i in range(7):
+        torch.testing.assert_close(removed[i]["video"], pooled(videos, i), atol=2e-3, rtol=0)

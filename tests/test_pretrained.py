@@ -5,6 +5,7 @@ save_pretrained and go through exactly the code a GPU user runs: layout check,
 from_pretrained, latent encoding and cache, training, sampling, decoding.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -17,11 +18,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_models import save_tiny_clip, write_video_folder
+from video_files import replace_keeping_stat, stamps, write_folder
 
 import harness.pipeline.build
 import harness.pipeline.train as train
 from harness.common.config import METHOD_FIELDS, Config
 from harness.data import MovingDigits
+from harness.data.fingerprint import content_hash
 from harness.models.execution import compile_backbone
 from harness.models.latents import LatentDataset, latent_frame_count, plan_frame_count
 from harness.models.pretrained import check_layout, load_codec
@@ -229,6 +232,45 @@ def test_prepare_under_torchrun_decodes_once_and_encodes_on_every_rank(folders, 
                             torch.stack([videos[i]["video"] for i in range(3)]))  # fmt: skip
     got = torch.stack([latents[i]["video"] for i in range(3)])
     torch.testing.assert_close(got, want, atol=2e-3 * float(want.abs().max()), rtol=1e-3)
+
+
+def test_a_changed_clip_is_encoded_again_at_the_next_training_start(
+    folders, tmp_path, monkeypatch, capsys
+):
+    import harness.models.pretrained as pretrained
+    from harness.data.video_folder import decode_clip
+    from harness.models.latents import encode_to_cache
+
+    clips = write_folder(tmp_path / "clips", 3)
+    cfg = config(folders["animatediff"], "animatediff", tmp_path, "dataset=video-folder",
+                 f"data_root={clips}")  # fmt: skip
+    small = functools.partial(encode_to_cache, shard_size=2)  # two shards: videos 0-1, 2
+    monkeypatch.setattr(pretrained, "encode_to_cache", small)
+
+    def start(make_videos=lambda: harness.pipeline.build.build_data(cfg)) -> LatentDataset:
+        return pretrained.latent_dataset(cfg, make_videos, torch.device("cpu"), progress=False)
+
+    start()
+    (cache,) = (tmp_path / "latents").glob("*/index.json")
+    kept = stamps(cache.parent, "latents_00000.*")
+
+    def untouched(*args, **kwargs):
+        raise AssertionError("built the videos or encoded although nothing changed")
+
+    with monkeypatch.context() as patch:  # unchanged: the fast path opens it as it is
+        patch.setattr(pretrained, "encode_to_cache", untouched)
+        assert len(start(untouched)) == 3
+    replace_keeping_stat(clips / "clip2.y4m", 6)
+    capsys.readouterr()
+    again = start()
+    assert "latents_00001: video 2 is another video" in capsys.readouterr().out
+    assert stamps(cache.parent, "latents_00000.*") == kept
+    video = decode_clip(clips / "clip2.y4m", 4, 32, 1, 3)[None]
+    want = expected_latents(folders["animatediff"], "animatediff", video)[0]
+    torch.testing.assert_close(again[2]["video"], want, atol=2e-3 * float(want.abs().max()),
+                               rtol=1e-3)  # fmt: skip
+    index = json.loads(cache.read_text())
+    assert index["source"]["files"]["clip2.y4m"]["hash"] == content_hash(clips / "clip2.y4m")
 
 
 def test_wan_vae_maps_1_plus_4n_frames_to_1_plus_n_latents(folders):

@@ -4,11 +4,15 @@ A sharded folder holds, per shard, `<name>.npy` (n, ...) float16 and `<name>.jso
 shard's record: at least its `count`; captions and the like), then an `index.json` written
 last, listing every shard's name and count. Each file goes to a temporary name first and is
 renamed, and the `.json` is written after the `.npy`, so a shard with a record is whole: a
-kill leaves whole shards only, and a rerun redoes exactly the shards without a record.
+kill leaves whole shards only, and a rerun redoes exactly the shards without a record. A
+writer that finds a shard out of date with its source (`harness.data.prepared`,
+`harness.models.latents`) removes the index and that shard's record first, so the shard is
+redone even if the writer is killed.
 
 `ShardReader(folder, names, counts)` gives item i of the concatenation, memory-mapping each
 shard on first use; pickling it (DataLoader workers) drops the maps, so every process opens
-its own.
+its own. A shard whose item count no longer matches the one it was opened with (written
+again meanwhile) is refused with a RuntimeError rather than read shifted.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ class ShardReader:
     """Item i of the shards `names` (with `counts` items each) in `folder`, as float32."""
 
     def __init__(self, folder: Path, names: list[str], counts: list[int]):
-        self.folder, self.names = Path(folder), list(names)
+        self.folder, self.names, self.counts = Path(folder), list(names), list(counts)
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._arrays: dict[int, np.ndarray] = {}
 
@@ -95,7 +99,14 @@ class ShardReader:
     def _array(self, shard: int) -> np.ndarray:
         if shard not in self._arrays:
             path = self.folder / f"{self.names[shard]}.npy"
-            self._arrays[shard] = np.load(path, mmap_mode="r")
+            array = np.load(path, mmap_mode="r")
+            if len(array) != self.counts[shard]:  # rewritten since this reader was opened
+                raise RuntimeError(
+                    f"{path} holds {len(array)} items, its record {self.counts[shard]} when "
+                    "it was opened: it was written again meanwhile (a changed source); "
+                    "restart to read the folder as it is now"
+                )
+            self._arrays[shard] = array
         return self._arrays[shard]
 
     def __getitem__(self, index: int) -> np.ndarray:

@@ -7,14 +7,21 @@ Layout:
       clip_000.mp4      any container PyAV decodes: mp4, webm, gif, ...
 
 Every listed file is decoded once at construction. Unreadable, corrupt, missing or too short
-files are skipped with a warning and recorded in `ds.skipped` (path -> reason). With a
-`cache_dir`, decoded clips are stored as .pt files and reused instead of decoding again.
+files are skipped with a warning and recorded in `ds.skipped` (path -> reason). `ds.identities`
+holds each usable clip's content hash (`harness.data.fingerprint`), what caches of this data
+record. With a `cache_dir`, decoded clips are stored as .pt files named by the clip's content
+hash and the decoding settings, so a changed clip (even with its size and mtime kept) is
+decoded again; `cache_dir/fingerprints.json` keeps the files' stats for the fast path.
+
+`folder_fingerprint(root, csv, known)` fingerprints the CSV and every file it lists (without
+decoding): what a cache built from the folder checks to know whether the folder changed.
 """
 
 from __future__ import annotations
 
 import csv as csvlib
 import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -23,6 +30,9 @@ import av
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from harness.common.io import write_json
+from harness.data.fingerprint import fingerprint
 
 LAYOUT = (
     "expected a folder of videos (mp4/webm/gif) plus a CSV ({csv}) with header "
@@ -78,13 +88,38 @@ def caption_file(root: Path, csv: str) -> Path:
 
 def read_captions(csv_path: Path) -> list[tuple[str, str]]:
     """(relative path, caption) rows of a `path,caption` (or `video,caption`) CSV."""
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        reader = csvlib.DictReader(handle)
-        fields = reader.fieldnames or []
-        key = "path" if "path" in fields else "video" if "video" in fields else None
-        if key is None or "caption" not in fields:
-            raise ValueError(f"{csv_path} has header {fields}; {LAYOUT.format(csv=csv_path.name)}")
-        return [(row[key], row["caption"] or "") for row in reader if row[key]]
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            reader = csvlib.DictReader(handle)
+            fields = reader.fieldnames or []
+            key = "path" if "path" in fields else "video" if "video" in fields else None
+            if key is None or "caption" not in fields:
+                layout = LAYOUT.format(csv=csv_path.name)
+                raise ValueError(f"{csv_path} has header {fields}; {layout}")
+            return [(row[key], row["caption"] or "") for row in reader if row[key]]
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{csv_path} is not UTF-8 text (byte {err.start} of a read block: "
+            f"{err.object[err.start:err.start + 1]!r}); save it as UTF-8 (e.g. iconv -f "
+            "latin1 -t utf-8)"
+        ) from None
+    except csvlib.Error as err:
+        raise ValueError(f"{csv_path} is not a readable CSV ({err}); fix that line") from None
+
+
+def folder_fingerprint(root: str | Path, csv: str = "captions.csv",
+                       known: dict | None = None) -> dict:  # fmt: skip
+    """{"csv": fingerprint of the CSV, "files": {path: fingerprint or None}, "digest"} of a
+    video folder, without decoding; `known` a previous result (its stats are the fast path).
+    `digest` changes with the CSV's content and with any listed file's content or presence."""
+    root, known = Path(root), known or {}
+    csv_path = caption_file(root, csv)
+    before = known.get("files") or {}
+    files = {rel: fingerprint(root / rel, before.get(rel)) for rel, _ in read_captions(csv_path)}
+    state = dict(csv=fingerprint(csv_path, known.get("csv")), files=files)
+    hashes = [state["csv"]["hash"], sorted((rel, fp and fp["hash"]) for rel, fp in files.items())]
+    digest = hashlib.blake2b(json.dumps(hashes).encode(), digest_size=16).hexdigest()
+    return dict(state, digest=digest)
 
 
 class VideoFolder(torch.utils.data.Dataset):
@@ -113,8 +148,7 @@ class VideoFolder(torch.utils.data.Dataset):
         csv_path = caption_file(self.root, csv)
         self.frames, self.size, self.channels, self.stride = frames, size, channels, stride
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        if self.cache_dir:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._files = self._known_stats()  # relative path -> fingerprint
 
         self.items: list[tuple[str, str]] = []  # (relative path, caption) of usable clips
         self.skipped: dict[str, str] = {}  # relative path -> reason
@@ -127,27 +161,65 @@ class VideoFolder(torch.utils.data.Dataset):
                 warnings.warn(f"VideoFolder: skipping {self.root / rel}: {reason}", stacklevel=2)
             else:
                 self.items.append((rel, caption))
+        self._save_stats()
         if not self.items:
             raise ValueError(
                 f"VideoFolder: no usable clip in {csv_path} ({len(self.skipped)} skipped; "
                 f"see .skipped / warnings); need videos with >= {(frames - 1) * stride + 1} "
                 f"frames for frames={frames}, stride={stride}"
             )
+        # content hash of each usable clip, as decoded at construction
+        self.identities: list[str] = [self._files[rel]["hash"] for rel, _ in self.items]
 
-    def _cache_path(self, file: Path) -> Path | None:
+    @property
+    def captions(self) -> list[str]:
+        return [caption for _, caption in self.items]
+
+    def _stats_file(self) -> Path | None:
+        return self.cache_dir / "fingerprints.json" if self.cache_dir else None
+
+    def _known_stats(self) -> dict[str, dict]:
+        """The cache's recorded fingerprints of this folder's files (path -> fingerprint)."""
+        stats = self._stats_file()
+        if stats is None:
+            return {}
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            table = json.loads(stats.read_text())
+        except (OSError, ValueError):
+            return {}
+        prefix = f"{self.root.resolve()}{os.sep}"
+        return {k[len(prefix) :]: v for k, v in table.items() if k.startswith(prefix)}
+
+    def _save_stats(self) -> None:
+        """Merge this folder's fingerprints into the cache's table (a lost race costs a
+        rehash only: a stale entry never matches a changed file's stat)."""
+        stats = self._stats_file()
+        if stats is None:
+            return
+        try:
+            table = json.loads(stats.read_text())
+        except (OSError, ValueError):
+            table = {}
+        mine = {str(self.root.resolve() / rel): fp for rel, fp in self._files.items()}
+        if any(table.get(k) != v for k, v in mine.items()):
+            write_json(stats, table | mine)
+
+    def _cache_path(self, digest: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        stat = file.stat()
-        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns, self.frames, self.size,
-               self.stride, self.channels)  # fmt: skip
+        key = (digest, self.frames, self.size, self.stride, self.channels)
         return self.cache_dir / f"{hashlib.sha1(repr(key).encode()).hexdigest()}.pt"
 
     def _load(self, rel: str) -> Tensor:
-        """The decoded clip (C, F, H, W), from the cache when present (written after a decode)."""
+        """The decoded clip (C, F, H, W), from the cache when present (written after a decode);
+        the cache is keyed by the file's content hash, taken before decoding."""
         file = self.root / rel
-        if not file.is_file():
+        fp = fingerprint(file, self._files.get(rel))
+        if fp is None:
             raise FileNotFoundError(f"{file} is listed in the CSV but does not exist")
-        cached = self._cache_path(file)
+        self._files[rel] = fp
+        cached = self._cache_path(fp["hash"])
         if cached is not None and cached.is_file():
             try:
                 return torch.load(cached, weights_only=True)

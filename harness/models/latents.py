@@ -15,13 +15,21 @@ frames = 1 + 4 (F' - 1) video frames with F' a multiple of 2^(K-1), e.g. 77 fram
 
 Latents are the posterior mean (no sampling), encoded once per (VAE, data config) into a
 folder of float16 shards of `SHARD_SIZE` videos (`harness.data.shards`: `latents_00000.npy`
-memory-mapped when read, `latents_00000.json` with captions and labels), then `index.json`
-with the provenance, written last. A killed encoding resumes at the first missing shard.
+memory-mapped when read, `latents_00000.json` with its rows, captions, labels and `ids`: the
+identities (content hashes) of the source videos it encodes, null for generated data whose
+config is its identity), then `index.json` with the provenance and the source folder's
+fingerprint (`source`), written last. A killed encoding resumes at the missing shards.
+Shards are positional (video i of the dataset), so a changed, added or removed source video
+shifts every later item: the shards from the first one whose rows, captions or ids differ
+from the dataset's are encoded again (one line says which and why), the earlier ones kept.
+The encoding job holds the folder (`harness.common.lock`, waiting for another writer).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +38,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from harness.common.io import write_json
+from harness.common.lock import owned
 from harness.data.shards import (
     INDEX,
     check_marker,
@@ -216,8 +226,9 @@ def _shard_name(k: int) -> str:
 
 
 def _encode_shard(folder: Path, k: int, videos: Dataset, rows: range, codec: LatentCodec,
-                  batch: int, shape: tuple) -> None:  # fmt: skip
-    """Encode videos `rows` in VAE calls of `batch` and write them as latent shard `k`."""
+                  batch: int, shape: tuple, ids: list | None) -> None:  # fmt: skip
+    """Encode videos `rows` in VAE calls of `batch` and write them as latent shard `k`, with
+    the identities `ids` of the dataset's videos (None: generated data)."""
     parts, captions, labels = [], [], []
     for start in range(rows.start, rows.stop, batch):
         items = [videos[i] for i in range(start, min(start + batch, rows.stop))]
@@ -231,8 +242,50 @@ def _encode_shard(folder: Path, k: int, videos: Dataset, rows: range, codec: Lat
         parts.append(z.cpu().numpy().astype(np.float16))
         captions += [item["caption"] for item in items]
         labels += [item["labels"] for item in items]
-    record = dict(rows=[rows.start, rows.stop], captions=captions, labels=labels)
+    mine = None if ids is None else ids[rows.start : rows.stop]
+    record = dict(rows=[rows.start, rows.stop], captions=captions, labels=labels, ids=mine)
     write_shard(folder, _shard_name(k), np.concatenate(parts), record)
+
+
+def _difference(record: dict, span: range, ids: list | None, captions: list | None) -> str:
+    """Why shard `record` does not hold videos `span` of the dataset now ("" if it does)."""
+    for what, now in (("ids", ids), ("captions", captions)):
+        if now is None:
+            continue
+        was, now = record.get(what) or [], now[span.start : span.stop]
+        i = next((j for j, (a, b) in enumerate(zip(was, now)) if a != b), None)
+        if i is not None:
+            kind = "is another video" if what == "ids" else "has another caption"
+            return f"video {span.start + i} {kind} (a source clip was changed, added or removed)"
+    (a, b), n = record["rows"], span.stop
+    if [a, b] != [span.start, span.stop]:
+        return f"it held videos {a} to {b - 1}, the dataset has them up to {n - 1} now"
+    return ""
+
+
+def _drop_stale(folder: Path, spans: list[range], videos: Dataset) -> None:
+    """Remove the index, and every shard from the first one that does not hold the dataset's
+    videos now (later items have shifted), saying so in one line; earlier shards stay."""
+    ids, captions = getattr(videos, "identities", None), getattr(videos, "captions", None)
+    done = sorted(int(p.stem.split("_")[1]) for p in folder.glob("latents_*.json"))
+    first, why = None, ""
+    for k in done:
+        if k >= len(spans):
+            first, why = k, f"the dataset has {spans[-1].stop} videos, fewer than before"
+            break
+        (record,) = read_records(folder, [_shard_name(k)])
+        why = _difference(record, spans[k], ids, captions)
+        if why:
+            first = k
+            break
+    (folder / INDEX).unlink(missing_ok=True)
+    if first is None:
+        return
+    print(f"latent cache {folder}: {_shard_name(first)}: {why}; encoding again from it on")
+    for k in (k for k in done if k >= first):
+        (folder / f"{_shard_name(k)}.json").unlink(missing_ok=True)
+        if k >= len(spans):
+            (folder / f"{_shard_name(k)}.npy").unlink(missing_ok=True)
 
 
 def encode_to_cache(
@@ -246,34 +299,48 @@ def encode_to_cache(
     barrier: Callable[[], None] = lambda: None,
     shard_size: int = SHARD_SIZE,
     progress: bool = False,
+    source: dict | None = None,
 ) -> LatentDataset:
-    """Encode every video of `make_videos()` once into latent shards in `folder` and open it.
+    """Encode the videos of `make_videos()` into latent shards in `folder` and open it.
 
-    A complete cache (with its index) is opened without building the video dataset; a
-    partial one is resumed: only shards without a record are encoded. Under DDP the missing
-    shards are dealt out to the ranks (rank, rank + world, ...); rank 0 writes the index
-    last. Call on every rank."""
+    Shards already there are kept while they hold the dataset's videos (rows, captions and
+    `identities`); from the first that does not, everything is encoded again, and missing
+    shards are encoded. `source` (the source folder's fingerprint) goes into the index for
+    the caller's next check. Under DDP rank 0 holds the folder (other jobs wait) and the
+    missing shards are dealt out to the ranks (rank, rank + world, ...); rank 0 writes the
+    index last. Call on every rank, when the cache is missing or may be out of date."""
     folder = Path(folder)
-    if not (folder / INDEX).is_file():
-        videos = make_videos()
-        n = len(videos)
-        first = videos[0]["video"]
-        shape = codec.latent_shape(first.shape[1], first.shape[2])
+    videos = make_videos()
+    n = len(videos)
+    first = videos[0]["video"]
+    shape = codec.latent_shape(first.shape[1], first.shape[2])
+    spans = [range(a, min(a + shard_size, n)) for a in range(0, n, shard_size)]
+    ids = getattr(videos, "identities", None)
+    with owned(folder, "latent cache", wait=True) if rank == 0 else nullcontext():
         if rank == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-            want = dict(provenance, count=n, shard_size=shard_size, shape=list(shape))
+            want = dict(provenance, shard_size=shard_size, shape=list(shape))
             check_marker(folder, want, "latent cache")
+            _drop_stale(folder, spans, videos)
         barrier()
-        spans = [range(a, min(a + shard_size, n)) for a in range(0, n, shard_size)]
         todo = [k for k in range(len(spans)) if not shard_done(folder, _shard_name(k))]
         barrier()  # every rank has its list before any shard is written: the same list
         mine = tqdm(todo[rank::world], desc="encode", unit="shard", disable=not progress)
         for k in mine:
-            _encode_shard(folder, k, videos, spans[k], codec, batch, shape)
+            _encode_shard(folder, k, videos, spans[k], codec, batch, shape, ids)
         barrier()
         if rank == 0:
             names = [_shard_name(k) for k in range(len(spans))]
-            fields = dict(provenance, shape=list(shape))
+            fields = dict(provenance, shape=list(shape), source=source)
             write_index(folder, names, read_records(folder, names), fields)
         barrier()
     return LatentDataset(folder)
+
+
+def record_source(folder: Path, source: dict) -> None:
+    """Store new stats of the unchanged source files in the index (the next check's fast
+    path), unless the cache changed meanwhile."""
+    with owned(folder, "latent cache", wait=True):
+        path = Path(folder) / INDEX
+        index = json.loads(path.read_text()) if path.is_file() else {}
+        if (index.get("source") or {}).get("digest") == source["digest"]:
+            write_json(path, dict(index, source=source))

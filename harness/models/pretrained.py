@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from harness.data.shards import INDEX
+from harness.data.video_folder import folder_fingerprint
 from harness.models.backbones import BACKBONES, VideoBackbone
 from harness.models.latents import (
     VAE_FRAMES,
@@ -41,6 +43,7 @@ from harness.models.latents import (
     encode_to_cache,
     latent_frame_count,
     plan_frame_count,
+    record_source,
     vae_geometry,
 )
 from harness.models.text import PretrainedTextEncoder
@@ -355,8 +358,10 @@ def _check_shape(root: Path, cfg: Config) -> None:
 
 
 def latent_cache_path(cfg: Config) -> tuple[Path, dict]:
-    """(cache folder, provenance): keyed by a hash of the VAE folder and the data config.
-    Checks `resolution` and `frames` against the pipeline first, before any encoding."""
+    """(cache folder, provenance): keyed by a hash of the VAE folder and the data config
+    (for a video folder its resolved path: its content is checked per shard, so a changed
+    folder keeps its cache, updated in place). Checks `resolution` and `frames` against the
+    pipeline first, before any encoding."""
     root = check_layout(cfg.pretrained, cfg.backbone)
     _check_shape(root, cfg)
     vae = (root / "vae").resolve()
@@ -364,14 +369,9 @@ def latent_cache_path(cfg: Config) -> tuple[Path, dict]:
     data = {k: cfg.to_dict()[k] for k in ("dataset", "num_videos", "frames", "resolution",
                                           "channels", "frame_stride", "seed")}  # fmt: skip
     if cfg.data_root:
-        data_root = Path(cfg.data_root).resolve()
-        data["data_root"] = str(data_root)
-        csv = data_root / "captions.csv"
-        data["captions_csv"] = (
-            [csv.stat().st_size, csv.stat().st_mtime_ns] if csv.is_file() else None
-        )
+        data["data_root"] = str(Path(cfg.data_root).resolve())
     provenance = {
-        "format": 2,  # 2: a folder of shards (1 was one .npy)
+        "format": 3,  # 3: shards record their videos' identities (2: without; 1: one .npy)
         "vae": str(vae),
         "vae_files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
         "vae_config": _read_config(vae),
@@ -380,6 +380,15 @@ def latent_cache_path(cfg: Config) -> tuple[Path, dict]:
     key = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cfg.latent_cache) if cfg.latent_cache else Path(cfg.out_dir) / "latents"
     return folder / f"{cfg.backbone}-{key}", provenance
+
+
+def data_source(cfg: Config, known: dict | None = None) -> dict | None:
+    """The fingerprint of the run's video folder (`folder_fingerprint`: the CSV and every
+    listed file, hashed only where their stats changed since `known`); None for generated
+    data, whose config (in the provenance) is its identity."""
+    if cfg.dataset != "video-folder" or not cfg.data_root:
+        return None
+    return folder_fingerprint(cfg.data_root, "captions.csv", known)
 
 
 def latent_dataset(
@@ -393,15 +402,26 @@ def latent_dataset(
 ) -> LatentDataset:
     """The latents of `make_videos()`'s videos, encoded once (no grad, `encode_batch` videos
     per VAE call, shards dealt out to DDP ranks, resumable) and cached on disk; call on
-    every rank."""
+    every rank. A complete cache whose source folder has not changed is opened without
+    building the videos; otherwise the changed shards are encoded again."""
     path, provenance = latent_cache_path(cfg)
-    if (path / INDEX).is_file():
+    index = json.loads((path / INDEX).read_text()) if (path / INDEX).is_file() else None
+    before = (index or {}).get("source")
+    source = data_source(cfg, before)
+    fresh = index is not None and (source or {}).get("digest") == (before or {}).get("digest")
+    if world > 1 and dist.is_initialized():  # rank 0 decides: ranks that disagreed would hang
+        decision = [fresh]
+        dist.broadcast_object_list(decision, src=0)
+        fresh = decision[0]
+    if fresh:
+        if source != before and rank == 0:  # same content, new stats: the next fast path
+            record_source(path, source)
         dataset = LatentDataset(path)
     else:
         codec = load_codec(cfg).to(device)
         dataset = encode_to_cache(
             path, make_videos, codec, cfg.encode_batch, provenance, rank, world, barrier,
-            progress=progress and rank == 0,
+            progress=progress and rank == 0, source=source,
         )  # fmt: skip
         del codec
         if device.type == "cuda":

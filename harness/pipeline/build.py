@@ -8,18 +8,19 @@ evaluate, cost and the studies consume a `Built` and never ask which kind of run
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from harness.common.config import Config
 from harness.data import build_dataset
-from harness.data.prepared import PreparedVideos, Source, prepared_folder
-from harness.data.shards import INDEX
+from harness.data.prepared import MARKER, PreparedVideos, Source, prepared_folder, refresh
 from harness.engine.forms import Form, get_form
 from harness.engine.pyramid import StagePlan, make_plan
 from harness.models.backbones import build_backbone
@@ -157,8 +158,10 @@ def prepared_base(cfg: Config) -> Path:
 
 def build_data(cfg: Config, seed_offset: int = 0):
     """The videos named by cfg.dataset (seed_offset > 0: a disjoint draw); for a video folder
-    its prepared shards when `python -m harness.prepare` has made them, else the folder
-    decoded now."""
+    its prepared shards when `python -m harness.prepare` has made (or begun) them, first
+    brought up to date with the folder (changed shards prepared again, holding the prepared
+    folder; under torchrun rank 0 does it and the other ranks wait at a barrier), else the
+    folder decoded now."""
     shape = dict(frames=cfg.frames, size=cfg.resolution, channels=cfg.channels)
     if cfg.dataset == "moving-digits":
         return build_dataset(
@@ -172,8 +175,14 @@ def build_data(cfg: Config, seed_offset: int = 0):
     if cfg.dataset == "video-folder":
         if not cfg.data_root:
             raise ValueError("dataset=video-folder needs data_root=FOLDER (videos + captions.csv)")
-        prepared = prepared_folder(video_source(cfg), prepared_base(cfg))
-        if (prepared / INDEX).is_file():  # python -m harness.prepare made it: no decoding
+        source = video_source(cfg)
+        prepared = prepared_folder(source, prepared_base(cfg))
+        ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if not ddp or dist.get_rank() == 0:
+            refresh(source, prepared, os.cpu_count() or 1)
+        if ddp:
+            dist.barrier()
+        if (prepared / MARKER).is_file():  # python -m harness.prepare made it: no decoding
             return PreparedVideos(prepared)
         return build_dataset(
             "video-folder",

@@ -7,20 +7,28 @@ with that config finds them on its own; then, when the run trains in a latent sp
 pretrained pipeline's VAE), it encodes them into the latent cache, itself sharded. Under
 `torchrun --nproc_per_node N -m harness.prepare ...` rank 0 decodes and every rank encodes
 its share of the latent shards on its own GPU. Rerunning continues where a killed run
-stopped. Other datasets are generated on the fly and need no preparation.
+stopped, and redoes what a changed folder affects: the prepared shards whose CSV rows or
+files changed (content hashes, `harness.data.prepared`), and the latent shards from the
+first one whose videos changed (`harness.models.latents`). The job holds the prepared
+folder while it runs (`harness.common.lock`): a second prepare of the same folder is
+refused with one line naming the holder. Other datasets are generated on the fly and need
+no preparation.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from harness.common.cli import guarded
 from harness.common.config import Config, config_parser
+from harness.common.lock import owned
 from harness.data.prepared import Source, prepare, prepared_folder
+from harness.data.video_folder import caption_file
 from harness.models.codec import codec_for
 from harness.pipeline.build import build_data, parse_config, prepared_base, video_source
 from harness.pipeline.train import barrier, setup_distributed
@@ -38,12 +46,15 @@ def main(cfg: Config, workers: int = 1, shard_size: int = 256, progress: bool = 
     device, rank, world = setup_distributed(cfg)
     sync = (lambda: barrier(device)) if world > 1 else (lambda: None)
     source = video_source(cfg)
+    caption_file(Path(source.root), source.csv)  # a missing folder fails before any lock
     folder = prepared_folder(source, prepared_base(cfg))
-    if rank == 0:  # decoding uses worker processes on one node; encoding uses every rank
-        decode_folder(source, folder, workers, shard_size, progress)
-    sync()
-    codec = codec_for(cfg, progress=progress and rank == 0)
-    codec.training_data(lambda: build_data(cfg), device, rank, world, sync)
+    # one job prepares a folder: a second is refused; the other ranks share rank 0's hold
+    with owned(folder, "prepared data") if rank == 0 else nullcontext():
+        if rank == 0:  # decoding uses worker processes on one node; encoding uses every rank
+            decode_folder(source, folder, workers, shard_size, progress)
+        sync()
+        codec = codec_for(cfg, progress=progress and rank == 0)
+        codec.training_data(lambda: build_data(cfg), device, rank, world, sync)
     return folder
 
 
