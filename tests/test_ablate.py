@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_report import ROOT, cut, folder_bytes, report_cli
+from test_report import ROOT, assert_torn_file_refused, cut, folder_bytes
 
 import harness.pipeline.evaluate as evaluate
 import harness.pipeline.train as train
@@ -206,16 +206,7 @@ def test_registry_marks_rows_scored_with_other_changes_as_stale(tmp_path):
 
 
 def test_a_torn_ablations_folder_is_refused_in_one_line_and_nothing_is_written(tmp_path):
-    folder = tmp_path / "ablations"
-    shutil.copytree(ROOT / "results" / "ablations", folder)
-    cut(folder / "renoise" / "table.csv")
-    before = folder_bytes(folder)
-    done = report_cli(folder)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "renoise/table.csv" in lines[0] and "newline" in lines[0], lines
-    assert folder_bytes(folder) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["ablations"]  # no staging folder left
+    assert_torn_file_refused(tmp_path, "ablations", "renoise/table.csv")
 
 
 @pytest.mark.parametrize("case", ["final without curve", "torn strips", "bad registry"])

@@ -186,17 +186,23 @@ def cut(path: Path, nbytes: int = 20) -> None:
     path.write_bytes(path.read_bytes()[:-nbytes])
 
 
-def test_a_torn_evals_is_refused_in_one_line_and_nothing_is_written(tmp_path):
-    folder = tmp_path / "paper"
-    shutil.copytree(ROOT / "results" / "paper", folder)
-    cut(folder / "evals.csv")
+def assert_torn_file_refused(tmp_path: Path, committed: str, torn: str) -> None:
+    """`python -m harness.report` on a copy of results/<committed> with `torn` cut mid-line:
+    exit 2, one line naming the file, every file byte-identical, no staging folder left."""
+    folder = tmp_path / committed
+    shutil.copytree(ROOT / "results" / committed, folder)
+    cut(folder / torn)
     before = folder_bytes(folder)
     done = report_cli(folder)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "evals.csv" in lines[0] and "newline" in lines[0], lines
+    assert len(lines) == 1 and torn in lines[0] and "newline" in lines[0], lines
     assert folder_bytes(folder) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["paper"]  # no staging folder left
+    assert [p.name for p in tmp_path.iterdir()] == [committed]
+
+
+def test_a_torn_evals_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    assert_torn_file_refused(tmp_path, "paper", "evals.csv")
 
 
 def test_a_valid_folder_redraws_byte_for_byte(tmp_path):
