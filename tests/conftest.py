@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from pg_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 from harness.engine.pyramid import make_plan
 
