@@ -135,3 +135,20 @@ def test_a_second_suite_on_the_same_folder_is_refused(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_report_is_not_redrawn_into_a_folder_another_process_writes(tmp_path):
+    import shutil
+
+    folder = tmp_path / "paper"
+    shutil.copytree(ROOT / "results" / "paper", folder)
+    proc = _holding(folder, 60)
+    try:
+        cmd = [sys.executable, "-m", "harness.report", str(folder)]
+        done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2
+        err = done.stderr.strip()
+        assert len(err.splitlines()) == 1 and f"in use by pid {proc.pid}" in err, err
+    finally:
+        proc.kill()
+        proc.wait()

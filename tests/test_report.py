@@ -211,7 +211,7 @@ def test_a_valid_folder_redraws_byte_for_byte(tmp_path):
     done = report_cli(folder, "--reference", str(folder))  # as results/paper is drawn
     assert done.returncode == 0, done.stderr
     assert folder_bytes(folder) == folder_bytes(ROOT / "results" / "paper")
-    assert [p.name for p in tmp_path.iterdir()] == ["paper"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".paper.lock", "paper"]  # no staging
 
 
 def test_references_without_an_n_of_the_evals_are_refused(tmp_path, capsys):
@@ -247,7 +247,7 @@ def test_a_failure_while_drawing_leaves_the_folder_as_it_was(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="disk filled up"):
         build(folder)
     assert drawn and folder_bytes(folder) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["paper"]  # the staging folder is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".paper.lock", "paper"]
 
 
 def _rewrite(path: Path, edit) -> None:

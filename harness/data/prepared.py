@@ -56,6 +56,7 @@ from harness.data.shards import (
     open_shards,
     read_records,
     shard_done,
+    shard_files,
     shard_name,
     write_index,
     write_shard,
@@ -190,7 +191,7 @@ def check(source: Source, folder: str | Path, shard_size: int) -> Check:
     for k, part in enumerate(state.shards):
         _check_shard(source, folder, k, part, state)
     count = len(state.shards)
-    state.extra = [p for p in folder.glob("shard_*.*") if int(p.stem.split("_")[1]) >= count]
+    state.extra = [p for p, k in shard_files(folder, "shard").items() if k >= count]
     state.index_current = bool(index) and index.get("csv") == state.csv
     return state
 

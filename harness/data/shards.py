@@ -32,6 +32,11 @@ def shard_name(prefix: str, k: int) -> str:
     return f"{prefix}_{k:05d}"
 
 
+def shard_files(folder: Path, prefix: str, suffix: str = ".*") -> dict[Path, int]:
+    """The files `<prefix>_NNNNN<suffix>` in `folder`, each with its shard number."""
+    return {p: int(p.stem.rpartition("_")[2]) for p in folder.glob(f"{prefix}_*{suffix}")}
+
+
 def shard_done(folder: Path, name: str) -> bool:
     """Whether shard `name` was written whole (its record exists)."""
     return (folder / f"{name}.json").is_file()

@@ -46,6 +46,7 @@ from harness.data.shards import (
     open_shards,
     read_records,
     shard_done,
+    shard_files,
     shard_name,
     write_index,
     write_shard,
@@ -267,7 +268,7 @@ def _drop_stale(folder: Path, spans: list[range], videos: Dataset) -> None:
     """Remove the index, and every shard from the first one that does not hold the dataset's
     videos now (later items have shifted), saying so in one line; earlier shards stay."""
     ids, captions = getattr(videos, "identities", None), getattr(videos, "captions", None)
-    done = sorted(int(p.stem.split("_")[1]) for p in folder.glob("latents_*.json"))
+    done = sorted(shard_files(folder, "latents", ".json").values())
     first, why = None, ""
     for k in done:
         if k >= len(spans):

@@ -3,7 +3,9 @@
 `staged(out)` yields a hidden folder beside `out` (`.<name>.report-XXXX`, on the same
 filesystem). The report writes every output there; only when the block ends without an
 error is each file renamed into `out` at the same relative path (subfolders kept). When
-it fails, `out` is left as it was. Either way the staging folder is removed.
+it fails, `out` is left as it was. Either way the staging folder is removed. The folder is
+held meanwhile (`harness.common.lock`): a suite writing it in another process refuses the
+redraw; the suite's own report, in its process, goes through.
 """
 
 from __future__ import annotations
@@ -15,18 +17,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.common.lock import owned
+
 
 @contextmanager
 def staged(out: str | Path) -> Iterator[Path]:
     """A fresh folder beside `out` whose files replace those of `out` once the block
     succeeds; `out` is untouched when it raises."""
     out = Path(out).resolve()
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.report-"))
-    try:
-        yield stage
-        publish(stage, out)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    with owned(out, "results folder"):  # a suite writing it (another process) refuses this
+        stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.report-"))
+        try:
+            yield stage
+            publish(stage, out)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def publish(stage: Path, out: Path) -> list[Path]:
