@@ -1,11 +1,11 @@
 """`python -m harness.report` (console script `tpdiff-report`): redraw a report.
 
-The command lives in `harness.studies.report`; this file is only its entry point.
+The command lives in `harness.studies.suites.report`; this file is only its entry point.
 """
 
 import sys
 
-from harness.studies.report import main as command
+from harness.studies.suites.report import main as command
 
 
 def main() -> int:

@@ -1,11 +1,11 @@
 """`python -m harness.run` (console script `tpdiff-run`): run a named suite.
 
-The command lives in `harness.studies.runner`; this file is only its entry point.
+The command lives in `harness.studies.suites.cli`; this file is only its entry point.
 """
 
 import sys
 
-from harness.studies.runner import main as command
+from harness.studies.suites.cli import main as command
 
 
 def main() -> int:

@@ -1,11 +1,11 @@
 """`python -m harness.sweep` (console script `tpdiff-sweep`): stage-boundary sweep.
 
-The command lives in `harness.studies.sweep`; this file is only its entry point.
+The command lives in `harness.studies.sweep.cli`; this file is only its entry point.
 """
 
 import sys
 
-from harness.studies.sweep import main as command
+from harness.studies.sweep.cli import main as command
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Named ablations and the shared train-and-score unit (`harness.studies.trials`)."""
+"""Named ablations and the shared train-and-score unit (`harness.studies.core.train_and_score`)."""
 
 import dataclasses
 import json
@@ -11,23 +11,24 @@ from test_report import ROOT, assert_torn_file_refused, cut, folder_bytes
 
 import harness.pipeline.evaluate as evaluate
 import harness.pipeline.train as train
-import harness.studies.ablate as ablate
-import harness.studies.ablation_finish as ablation_finish
-import harness.studies.ablation_report as ablation_report
-import harness.studies.report as report
-import harness.studies.trials as trials
+import harness.studies.ablations.report as ablation_report
+import harness.studies.ablations.run as ablate
+import harness.studies.core.train_and_score as trials
+import harness.studies.suites.report as report
 from ablations import ABLATIONS, PAPER
 from harness.metrics.evaluator import load_evaluator
 from harness.pipeline.build import plan_for
+from harness.studies.core.protocol import METRICS
+from harness.studies.core.scale import SCALES
 
 
 @pytest.mark.parametrize("scale", ["tiny", "cpu", "gpu"])
 def test_every_variant_is_a_valid_config_difference(tmp_path, scale):
     for name, ablation in ABLATIONS.items():
         assert PAPER in ablation.variants, name
-        base = trials.trial_config(trials.SCALES[scale], tmp_path).to_dict()
+        base = trials.trial_config(SCALES[scale], tmp_path).to_dict()
         for label, changes in ablation.variants.items():
-            cfg = trials.trial_config(trials.SCALES[scale], tmp_path, **changes)
+            cfg = trials.trial_config(SCALES[scale], tmp_path, **changes)
             if cfg.frames % 2 ** (cfg.num_stages - 1):  # K = 5 on 8 frames: skipped, named
                 with pytest.raises(ValueError, match="not divisible by 2"):
                     plan_for(cfg)
@@ -39,7 +40,7 @@ def test_every_variant_is_a_valid_config_difference(tmp_path, scale):
 
 
 def test_sampling_only_variants_share_one_training_run(tmp_path):
-    scale = trials.SCALES["tiny"]
+    scale = SCALES["tiny"]
     base = trials.trial_config(scale, tmp_path)
     norenoise = trials.trial_config(scale, tmp_path, renoise=False)
     front = trials.trial_config(scale, tmp_path, stage_steps=(3, 2, 1))
@@ -56,7 +57,7 @@ def test_sampling_only_variants_share_one_training_run(tmp_path):
 
 def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
-    load_evaluator(trials.SCALES["tiny"].evaluator, tmp_path / "cache", progress=False)
+    load_evaluator(SCALES["tiny"].evaluator, tmp_path / "cache", progress=False)
     table = ablate.ablate("renoise", "tiny", tmp_path)
     assert list(table["variant"]) == [PAPER, "off", "pyramid-flow"]
     assert table["stutter"].notna().all() and table["motion-gap"].notna().all()
@@ -73,8 +74,7 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     assert (table[ablate.COLUMNS].notna()).all().all()
 
     # finish (references, speed, strips) and the report, then a redraw from the files alone
-    ablation_finish.finish(tmp_path, "tiny")
-    summary = ablation_report.build(tmp_path)
+    summary = ablate.run_all(tmp_path, [], "tiny", train=False)
     assert list(summary["ablations"]) == list(ABLATIONS)  # every registered ablation
     rows = {r["variant"]: r for r in summary["ablations"]["renoise"]["variants"]}
     assert {rows[v]["verdict"] for v in ("off", "pyramid-flow")} <= {
@@ -107,15 +107,9 @@ def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     assert report.main([str(tmp_path)]) == 0
     assert (tmp_path / "summary.json").read_text() == drawn
 
-    def fail(*args, **kwargs):
-        raise AssertionError("a finished score was recomputed")
-
-    monkeypatch.setattr(evaluate, "score_checkpoint", fail)
-    # (the runs are gone: a rerun trains again, so check reuse on a fresh folder instead)
-
 
 def test_nan_loss_fails_with_the_step(tmp_path, monkeypatch):
-    scale = trials.SCALES["tiny"]
+    scale = SCALES["tiny"]
     cfg = trials.trial_config(scale, tmp_path)
     real = train.draw_training_batch
 
@@ -125,7 +119,7 @@ def test_nan_loss_fails_with_the_step(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train, "draw_training_batch", poisoned)
     with pytest.raises(FloatingPointError, match="non-finite loss nan at step 1"):
-        trials.train_and_score(cfg, scale, None)
+        trials.train_and_score([trials.trial_arm(cfg, scale.trial, METRICS)], None)
 
 
 def test_unknown_ablation_is_named():
@@ -165,7 +159,7 @@ def test_seed_spread_and_cost_to_target_known_answers():
 def test_gpu_commands_name_every_variant_with_its_cost_or_why_not():
     """`ablate --commands CONFIG`: sampling-only variants sample the config's own run, the
     others train their own; costs fall with K; what the config cannot take says why."""
-    from harness.studies.ablation_commands import commands_table
+    from harness.studies.ablations.commands import commands_table
 
     rows = {
         (r["ablation"], r["variant"]): r
@@ -196,7 +190,7 @@ def test_registry_marks_rows_scored_with_other_changes_as_stale(tmp_path):
         dict(ablation="renoise", variant=PAPER, changes="{}"),
         dict(ablation="renoise", variant="off", changes=json.dumps({"renoise": False})),
     ])  # fmt: skip
-    found = ablation_finish.registry(trials.SCALES["tiny"], tmp_path, table)
+    found = ablate.registry(SCALES["tiny"], tmp_path, table)
     status = {(a["name"], v["label"]): v["status"] for a in found for v in a["variants"]}
     assert status["renoise", PAPER] == "ran"
     assert status["renoise", "off"] == "stale"  # the registry now says renoise="off"

@@ -10,8 +10,8 @@ import pytest
 import harness.pipeline.evaluate as evaluate
 import harness.pipeline.sample as sample
 import harness.pipeline.train as train
-import harness.studies.runner as run
-import harness.studies.sweep as sweep
+import harness.studies.suites.cli as run
+import harness.studies.sweep.cli as sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 

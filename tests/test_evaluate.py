@@ -110,8 +110,8 @@ def test_cli(tmp_path, capsys):
 def test_default_outputs_are_git_ignored():
     """Ad-hoc and first-run outputs land where git ignores them; committed results stay."""
     from harness.common.config import Config
-    from harness.studies import runner as run
-    from harness.studies import sweep
+    from harness.studies.suites import cli as run
+    from harness.studies.sweep import run as sweep
 
     paths = [
         evaluate.DEFAULT_OUT,

@@ -90,3 +90,55 @@ def test_only_the_models_and_the_build_step_branch_on_pretrained():
                 if "pretrained" in names:
                     branches.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not branches, branches
+
+
+STUDIES = PACKAGE / "studies"
+CORE = "core"
+INDEX = {"suites", "ablate"}  # the registry of named jobs, and a command's alias
+
+
+def study_imports(tree: ast.AST) -> list[str]:
+    """Third components of every `harness.studies.X...` import (`from harness.studies import
+    X` included)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[:2] == ["harness", "studies"]:
+                found += [a.name for a in node.names] if len(parts) == 2 else [parts[2]]
+        elif isinstance(node, ast.Import):
+            found += [a.name.split(".")[2] for a in node.names
+                      if a.name.startswith("harness.studies.")]  # fmt: skip
+    return found
+
+
+def test_studies_holds_packages_only_and_a_core():
+    files = sorted(p.name for p in STUDIES.glob("*.py"))
+    assert files == ["__init__.py"], files
+    packages = {p.name for p in STUDIES.iterdir() if (p / "__init__.py").is_file()}
+    assert CORE in packages
+    studies = packages - {CORE} - INDEX
+    assert studies == {"paper", "ablations", "sweep", "recipe", "checks"}, studies
+    for study in studies:  # the same three modules in each
+        assert {"run.py", "report.py", "cli.py"} <= {p.name for p in (STUDIES / study).glob("*.py")}
+
+
+def test_a_study_imports_only_the_core_never_another_study():
+    packages = {p.name for p in STUDIES.iterdir() if (p / "__init__.py").is_file()}
+    sideways = []
+    for path in sorted(STUDIES.rglob("*.py")):
+        parts = path.relative_to(STUDIES).parts
+        if len(parts) < 2 or parts[0] in INDEX:
+            continue
+        own = parts[0]
+        allowed = {CORE} if own == CORE else {CORE, own}
+        for target in study_imports(ast.parse(path.read_text())):
+            assert target in packages, f"{path}: unknown harness.studies.{target}"
+            if target not in allowed:
+                sideways.append(f"{path.relative_to(ROOT)} imports harness.studies.{target}")
+    assert not sideways, sideways
+
+
+def test_the_study_layout_check_sees_a_sideways_import():
+    tree = ast.parse("from harness.studies.paper.run import arm\nimport harness.studies.sweep.run")
+    assert study_imports(tree) == ["paper", "sweep"]

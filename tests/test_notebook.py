@@ -3,7 +3,7 @@ from pathlib import Path
 
 from test_report import _fake_suite
 
-from harness.studies.report import build
+from harness.studies.paper.report import build
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,9 +6,13 @@ import pytest
 import torch
 
 import harness.pipeline.evaluate as evaluate
-import harness.studies.paper as paper
+import harness.studies.core.scale as scale_table
+import harness.studies.core.train_and_score as train_and_score
+import harness.studies.paper.run as paper
 from harness.common.config import METHOD_FIELDS
+from harness.measure.cost import PAIRS
 from harness.pipeline.provenance import FolderInUse
+from harness.studies.core.scale import SCALES
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +25,9 @@ def smoke(tmp_path_factory):
 
 
 def test_matched_runs_differ_only_in_method_fields(tmp_path):
-    scale = paper.SCALES["cpu"]
-    configs = {s.name: paper.run_config(s, scale, tmp_path) for s in paper.run_specs(scale)}
-    for backbone, form in paper.PAIRS:
+    scale = SCALES["cpu"]
+    configs = {s.name: paper.run_config(s, scale, tmp_path) for s in paper.run_specs("cpu")}
+    for backbone, form in PAIRS:
         a = configs[f"{backbone}-{form}-vanilla"].to_dict()
         b = configs[f"{backbone}-{form}-tpdiff"].to_dict()
         assert {k for k in a if a[k] != b[k]} <= set(METHOD_FIELDS)
@@ -42,12 +46,12 @@ def test_smoke_suite_writes_every_table_and_plot(smoke):
         assert entry["flop_ratio_bound"] > 1
     assert json.loads((out / "summary.json").read_text())["backbones"] == summary["backbones"]
     evals = pd.read_csv(out / "evals.csv")
-    runs = [s.name for s in paper.run_specs(paper.SCALES["smoke"])]
-    scale = paper.SCALES["smoke"]
+    runs = [s.name for s in paper.run_specs("smoke")]
+    scale = SCALES["smoke"]
     # curve points of the matched runs; final points of every run (the ablation and the
     # seed runs included); renoise off at the end of each aligned TPDiff run
     curve, final = evals[evals.role == "curve"], evals[evals.role == "final"]
-    assert len(curve) == 4 * scale.evals and set(curve.n) == {scale.eval_samples}
+    assert len(curve) == 4 * scale.curve.evals and set(curve.n) == {scale.curve.n}
     assert len(final) == len(runs) + 2 and set(final.n) == {scale.final_n}
     assert not evals.duplicated(["run", "step", "renoise", "n"]).any()
     for col in ("KVD-md-lo", "KVD-md-hi", "motion-gap", "motion-gap-lo"):
@@ -58,7 +62,7 @@ def test_smoke_suite_writes_every_table_and_plot(smoke):
     )
     refs = pd.read_csv(out / "references.csv")
     assert sorted(zip(refs.kind, refs.n)) == sorted(
-        (k, n) for k in ("chance", "noise", "real") for n in (scale.eval_samples, scale.final_n)
+        (k, n) for k in ("chance", "noise", "real") for n in (scale.curve.n, scale.final_n)
     )
     assert summary["real_FVD-md"] < summary["noise_FVD-md"]
     claims = {(v["claim"], v["backbone"]) for v in summary["verdicts"]}
@@ -116,11 +120,11 @@ def test_a_changed_config_is_refused_before_any_work(smoke, tmp_path, monkeypatc
     shutil.rmtree(out / "runs")  # as in a fresh clone: run folders are not committed
     before = (out / "evals.csv").read_text()
     baselines = tmp_path / "baselines"
-    shutil.copytree(paper.BASELINES, baselines)
+    shutil.copytree(scale_table.BASELINES, baselines)
     toml = baselines / "dit-tpdiff.toml"
     toml.write_text(toml.read_text().replace("lr = 2e-3", "lr = 1e-3"))
-    monkeypatch.setattr(paper, "BASELINES", baselines)
-    monkeypatch.setattr(paper, "train_main", _never)
+    monkeypatch.setattr(scale_table, "BASELINES", baselines)
+    monkeypatch.setattr(train_and_score, "train_main", _never)
     with pytest.raises(FolderInUse) as err:
         paper.paper(out, "smoke")
     message = str(err.value)
@@ -132,7 +136,7 @@ def test_a_changed_config_is_refused_before_any_work(smoke, tmp_path, monkeypatc
 def test_another_code_revision_is_refused(smoke, tmp_path, monkeypatch):
     out = _copy(smoke, tmp_path)
     monkeypatch.setattr(paper, "code_revision", lambda: "0" * 40)
-    monkeypatch.setattr(paper, "train_main", _never)
+    monkeypatch.setattr(train_and_score, "train_main", _never)
     with pytest.raises(FolderInUse, match="code: .* there, '0000"):
         paper.paper(out, "smoke")
 

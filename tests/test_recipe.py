@@ -148,7 +148,7 @@ def test_recipe_study_writes_its_table_grid_and_report_and_reuses_scores(tmp_pat
     import pandas as pd
 
     import harness.pipeline.evaluate as evaluate
-    import harness.studies.recipe as recipe
+    import harness.studies.recipe.run as recipe
     from harness.metrics import EvaluatorRecipe
 
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
@@ -172,3 +172,23 @@ def test_recipe_study_writes_its_table_grid_and_report_and_reuses_scores(tmp_pat
     monkeypatch.setattr(evaluate, "score_checkpoint", fail)
     again = recipe.study(tmp_path / "out", ["tiny"], n=8, evals=2)
     pd.testing.assert_frame_equal(again.drop(columns="study_min"), table.drop(columns="study_min"))
+
+
+def test_harness_report_redraws_a_recipe_folder_byte_for_byte(tmp_path):
+    import shutil
+
+    from test_report import ROOT, folder_bytes, report_cli
+
+    folder = tmp_path / "recipe"
+    shutil.copytree(ROOT / "results" / "recipe", folder)
+    (folder / "report.md").unlink()  # an output: drawn again from recipe.csv alone
+    done = report_cli(folder)  # the study is picked by the recipe.csv the folder holds
+    assert done.returncode == 0, done.stderr
+    assert "report:" in done.stdout and "candidates" in done.stdout
+    assert folder_bytes(folder) == folder_bytes(ROOT / "results" / "recipe")
+
+
+def test_a_torn_recipe_table_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    from test_report import assert_torn_file_refused
+
+    assert_torn_file_refused(tmp_path, "recipe", "recipe.csv")

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-import harness.studies.report as report
+import harness.studies.paper.report as report
 from harness.common.io import write_csv
-from harness.studies.report import build, main
+from harness.studies.paper.report import build
+from harness.studies.suites.report import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,7 +154,7 @@ def test_report_sets_figures_beside_the_committed_reference(tmp_path):
 
 
 def test_quality_bar_says_who_learns_and_how_far_the_others_miss():
-    from harness.studies.report import quality_bar
+    from harness.studies.paper.report import quality_bar
 
     summary = {
         "real_FVD-md": 1000.0,

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from harness.studies.runner import main
+from harness.studies.suites.cli import main
 
 
 def test_engine_suite_writes_a_passing_report(tmp_path, capsys):

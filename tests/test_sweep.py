@@ -17,11 +17,14 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-import harness.studies.sweep as sweep
+import harness.studies.sweep.report as sweep_report
+import harness.studies.sweep.run as sweep
+import harness.studies.sweep.storage as sweep_storage
 from harness.common.config import Config
+from harness.metrics import MetricOptions
 from harness.metrics.evaluator import load_evaluator
 from harness.pipeline.build import plan_for
-from harness.studies.trials import SCALES
+from harness.studies.core.scale import SCALES
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = sweep.SweepSettings(scale="tiny", prune_after=100)
@@ -43,7 +46,7 @@ def run_cli(args, cache, **kw):
 
 
 def load(storage: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=sweep.open_storage(storage, 60))
+    return optuna.load_study(study_name=name, storage=sweep_storage.open_storage(storage, 60))
 
 
 def test_equal_split_is_the_paper_plan():
@@ -108,11 +111,11 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monk
     monkeypatch.setenv("TPDIFF_CACHE", str(cache))
     real, calls = sweep.train_and_score, []
 
-    def flaky(cfg, *args, **kw):
-        calls.append(cfg.name)
+    def flaky(arms, *args, **kw):
+        calls.append(arms[0].cfg.name)
         if len(calls) == 2:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(cfg, *args, **kw)
+        return real(arms, *args, **kw)
 
     monkeypatch.setattr(sweep, "train_and_score", flaky)
     summary = sweep.sweep(TINY, 3, tmp_path, storage=f"journal:{tmp_path / 'j.log'}")
@@ -138,7 +141,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monk
     assert best and len(best) == len(summary["pareto"])
     # the scores are put in context: references at the trials' n, intervals, PA-md-digit
     refs = summary["references"]
-    assert refs["n"] == SCALES["tiny"].eval_samples
+    assert refs["n"] == SCALES["tiny"].trial.n
     assert refs["real_FVD-md-lo"] <= refs["real_FVD-md"] <= refs["real_FVD-md-hi"]
     assert refs["noise_FVD-md"] > refs["real_FVD-md"]
     for p in summary["pareto"]:
@@ -180,7 +183,7 @@ def test_a_study_without_an_identity_is_not_resumed(tmp_path, cache, monkeypatch
              if p.name.startswith(f"{tmp_path.name}.superseded-")]  # fmt: skip
     assert len(aside) == 1 and (aside[0] / "study.db").is_file()
     new = load(storage, TINY.study_name)
-    options = sweep.MetricOptions(evaluator=SCALES["tiny"].evaluator, device="cpu")
+    options = MetricOptions(evaluator=SCALES["tiny"].evaluator, device="cpu")
     assert new.user_attrs["job"] == sweep.job_identity(TINY, options)
 
 
@@ -225,11 +228,11 @@ def test_killed_sweep_resumes_from_stored_trials(tmp_path, cache):
     retry = [t for t in trials if retried(t) == killed]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == orphan.params
-    assert sweep.spent(trials) == 4
+    assert sweep_storage.spent(trials) == 4
 
 
 def _pop_at(storage: str, start: float, numbers) -> None:
-    study = optuna.load_study(study_name="queue", storage=sweep.open_storage(storage, 60))
+    study = optuna.load_study(study_name="queue", storage=sweep_storage.open_storage(storage, 60))
     while time.time() < start:
         pass
     numbers.put(study.ask().number)
@@ -244,7 +247,9 @@ def test_two_processes_never_pop_the_same_queued_trial_from_sqlite(tmp_path):
     fork = multiprocessing.get_context("fork")
     for i in range(8):
         storage = f"sqlite:///{tmp_path / f'queue{i}.db'}"
-        study = optuna.create_study(study_name="queue", storage=sweep.open_storage(storage, 60))
+        study = optuna.create_study(
+            study_name="queue", storage=sweep_storage.open_storage(storage, 60)
+        )
         study.enqueue_trial({"x": 0.5})
         numbers, start = fork.Queue(), time.time() + 0.3
         procs = [fork.Process(target=_pop_at, args=(storage, start, numbers)) for _ in range(2)]
@@ -265,29 +270,31 @@ def _dead_pid() -> int:
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_orphans_are_failed_once_and_their_retry_is_not_mistaken_for_one(tmp_path):
     storage = f"journal:{tmp_path / 'j.log'}"
-    study = optuna.create_study(study_name="s", storage=sweep.open_storage(storage, 60),
+    study = optuna.create_study(study_name="s", storage=sweep_storage.open_storage(storage, 60),
                                 directions=["minimize", "minimize"])  # fmt: skip
-    dead = f"{sweep.socket.gethostname()}:{_dead_pid()}"
+    dead = f"{sweep_storage.socket.gethostname()}:{_dead_pid()}"
     lost = study.ask({"jump_1": FloatDistribution(0, 1)})
     lost.set_user_attr("worker", dead)
-    other = optuna.load_study(study_name="s", storage=sweep.open_storage(storage, 60))
+    other = optuna.load_study(study_name="s", storage=sweep_storage.open_storage(storage, 60))
     stale = other.get_trials(deepcopy=False)  # what a second worker starting now would see
-    assert sweep.recover_orphans(study) == [lost.number]
+    assert sweep_storage.recover_orphans(study) == [lost.number]
     failed = study.trials[lost.number]
     assert failed.state == TrialState.FAIL and dead in failed.user_attrs["error"]
     assert dead in study.user_attrs["orphaned"][str(lost.number)]
     # the second worker raced on the same orphan: the storage lets only one fail it and
     # queue its retry
     other.get_trials = lambda *a, states=None, **kw: [t for t in stale if t.state in states]
-    assert sweep.recover_orphans(other) == []
-    retries = [t for t in study.trials if sweep.RETRY.retried_trial_number(t) == lost.number]
+    assert sweep_storage.recover_orphans(other) == []
+    retries = [
+        t for t in study.trials if sweep_storage.RETRY.retried_trial_number(t) == lost.number
+    ]
     assert len(retries) == 1 and retries[0].state == TrialState.WAITING
     # the queued copy keeps the parameters, not the dead worker's stamp or error: popped by
     # a live worker that has not stamped it yet, it is not taken for an orphan
     assert "worker" not in retries[0].user_attrs and "error" not in retries[0].user_attrs
     popped = study.ask()
     assert popped.number == retries[0].number and popped.params == lost.params
-    assert sweep.recover_orphans(other) == []
+    assert sweep_storage.recover_orphans(other) == []
     assert study.trials[popped.number].state == TrialState.RUNNING
 
 
@@ -321,8 +328,11 @@ def assert_accounted(study: optuna.Study, trials: int, workers: int) -> None:
     flight per other worker; no configuration finished twice."""
     every = study.trials
     assert [t.number for t in every] == list(range(len(every)))
-    left = [(t.number, t.state.name) for t in every if t.state in (TrialState.RUNNING,
-                                                                   TrialState.WAITING)]
+    left = [
+        (t.number, t.state.name)
+        for t in every
+        if t.state in (TrialState.RUNNING, TrialState.WAITING)
+    ]
     assert not left, f"trials left unfinished: {left}"
     orphaned = study.user_attrs.get("orphaned", {})
     for t in every:
@@ -331,7 +341,7 @@ def assert_accounted(study: optuna.Study, trials: int, workers: int) -> None:
         if t.state == TrialState.PRUNED:
             assert t.user_attrs.get("pruned_reason"), t
     complete = [t for t in every if t.state == TrialState.COMPLETE]
-    assert trials <= sweep.spent(every) <= trials + workers - 1
+    assert trials <= sweep_storage.spent(every) <= trials + workers - 1
     assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)
     assert len({t.user_attrs["worker"] for t in every if "worker" in t.user_attrs}) <= workers
 
@@ -417,18 +427,18 @@ def test_storage_check_names_the_value_and_the_forms(tmp_path):
     }
     for spec, why in bad.items():
         with pytest.raises(ValueError, match=why):
-            sweep.check_storage(spec)
+            sweep_storage.check_storage(spec)
     with pytest.raises(ValueError, match=r"postgresql\+psycopg2://USER@HOST:PORT/DB"):
-        sweep.check_storage("foo://bar")
+        sweep_storage.check_storage("foo://bar")
     # a password is not echoed
     with pytest.raises(ValueError, match=r"\*\*\*") as err:
-        sweep.check_storage("foo://user:secret@host/db")
+        sweep_storage.check_storage("foo://user:secret@host/db")
     assert "secret" not in str(err.value)
     for good in (f"journal:{tmp_path / 'a' / 'j.log'}", f"sqlite:///{tmp_path / 's.db'}",
                  "postgresql+psycopg2://postgres@127.0.0.1:5432/db"):  # fmt: skip
         if "psycopg2" in good:
             pytest.importorskip("psycopg2")
-        sweep.check_storage(good)
+        sweep_storage.check_storage(good)
     assert [p.name for p in tmp_path.iterdir()] == ["somefile.txt"]  # checks create nothing
 
 
@@ -436,6 +446,6 @@ def test_the_report_says_whether_the_front_is_resolved_on_quality():
     ref = {"number": 0, "FVD-md-lo": 900.0, "FVD-md-hi": 1100.0}
     clear = {"number": 3, "FVD-md-lo": 500.0, "FVD-md-hi": 800.0}
     overlapping = {"number": 5, "FVD-md-lo": 1000.0, "FVD-md-hi": 1500.0}
-    assert "[3]" in sweep.resolution_note([ref, clear, overlapping], ref)
-    note = sweep.resolution_note([ref, overlapping], ref)
+    assert "[3]" in sweep_report.resolution_note([ref, clear, overlapping], ref)
+    note = sweep_report.resolution_note([ref, overlapping], ref)
     assert "by cost, not by quality" in note

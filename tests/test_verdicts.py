@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from harness.studies import verdicts as v
-from harness.studies.verdicts import Curve, Estimate
+from harness.studies.core import verdicts as v
+from harness.studies.core.verdicts import Curve, Estimate
 
 
 def curve(x, q, width=0.5):

@@ -39,6 +39,7 @@ def lock_file(folder: str | Path) -> Path:
     folder = Path(folder).resolve()
     return folder.parent / f".{folder.name}.lock"
 
+
 # resolved folder -> (open lock file, depth) of the locks this process holds
 _held: dict[Path, tuple[object, int]] = {}
 
@@ -144,3 +145,18 @@ def _acquire(fh, folder: Path, what: str, wait: bool, quiet: bool) -> None:
 def held(folder: str | Path) -> bool:
     """Whether this process holds `folder`."""
     return Path(folder).resolve() in _held
+
+
+@contextmanager
+def one_at_a_time(path: str | Path) -> Iterator[None]:
+    """Hold the lock file beside the file `path` for the block, waiting for any other
+    process that holds it: read-modify-write of a table that several processes append to
+    (parallel arms of one study, sweep workers sharing references.csv)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file(path).open("a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

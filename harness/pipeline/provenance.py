@@ -26,6 +26,7 @@ import torch
 
 from harness.common.config import DATA_FIELDS, Config, resumable_changes
 from harness.common.io import write_csv, write_json
+from harness.common.lock import one_at_a_time
 from harness.pipeline.runfolder import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,6 +165,11 @@ def append_result(table: Path, row: dict, same: tuple[str, ...] = ()) -> Path:
     agree with it on the columns `same` (e.g. run, step, renoise) but have another identity
     are moved to `<table>-superseded.csv` beside it, never mixed with the new row."""
     table = Path(table)
+    with one_at_a_time(table):  # processes appending to one table take turns
+        return _append(table, row, same)
+
+
+def _append(table: Path, row: dict, same: tuple[str, ...]) -> Path:
     new = pd.DataFrame([row])
     if not table.is_file():
         return write_csv(table, new)

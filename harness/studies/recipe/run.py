@@ -19,25 +19,24 @@ score whose identity (config, weights, sampling, metrics, n, code) matches.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from harness.common.cli import add_debug_flag, guarded
 from harness.common.config import Config
 from harness.common.io import write_csv, write_text
-from harness.common.lock import owned
 from harness.metrics import MetricOptions
 from harness.pipeline.evaluate import reference_scores
 from harness.pipeline.sample import main as sample_main
-from harness.studies import cpu_recipe
-from harness.studies.trials import BASELINES, TrialScale, split_sampling, train_and_score
-from harness.studies.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA, bar_misses
+from harness.studies.core import cpu_recipe
+from harness.studies.core.scale import BASELINES, Points
+from harness.studies.core.train_and_score import split_sampling, train_and_score, trial_arm
+from harness.studies.core.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA, bar_misses
+from harness.studies.recipe.report import report_md
 
-OUT = Path(__file__).resolve().parents[2] / "results" / "recipe"
+OUT = Path(__file__).resolve().parents[3] / "results" / "recipe"
 # the data and evaluator every candidate shares, and the recipe's levers (cpu_recipe)
 DATA, EVALUATOR, OPTIM = cpu_recipe.DATA, cpu_recipe.EVALUATOR, cpu_recipe.OPTIM
 GUIDED, LATENT = cpu_recipe.GUIDED, cpu_recipe.LATENT
@@ -89,10 +88,8 @@ def study(out: Path, names: list[str], n: int, evals: int) -> pd.DataFrame:
     rows = [r for r in old.to_dict("records") if r["candidate"] not in names]
     for name in tqdm(names, desc="recipe candidates"):
         cfg = candidate_config(name, out / "runs", evals)
-        scale = TrialScale(steps=cfg.steps, evals=evals, eval_samples=n, device="cpu",
-                           evaluator=EVALUATOR)  # fmt: skip
         start = time.perf_counter()
-        scored = train_and_score(cfg, scale, options, metrics=METRICS)
+        scored = train_and_score([trial_arm(cfg, Points(evals, n), METRICS)], options)
         refs = reference_scores(out / "references.csv", cfg, n, options, METRICS)
         real, noise = refs["real"]["FVD-md"], refs["noise"]["FVD-md"]
         for row in scored:
@@ -125,72 +122,5 @@ def study(out: Path, names: list[str], n: int, evals: int) -> pd.DataFrame:
             grid.write_bytes((samples / "grid.png").read_bytes())
         write_csv(path, pd.DataFrame(rows))
     table = pd.DataFrame(rows)
-    write_text(out / "report.md", report_md(table))
+    write_text(out / "report.md", report_md(table, list(CANDIDATES)))
     return table
-
-
-def report_md(table: pd.DataFrame) -> str:
-    final = table.sort_values("step").groupby("candidate").tail(1).sort_values("candidate")
-    missing = [name for name in CANDIDATES if name not in set(final.candidate)]
-    grids = [f"- `{c}`: ![{c}](grids/{c}.png)" for c in final.candidate]
-    cols = ["candidate", "backbone", "size", "latent_channels", "steps", "guidance",
-            "train_min", "FVD_md", "FVD_md_lo", "FVD_md_hi", "real_FVD_md", "noise_FVD_md",
-            "fvd_over_real", "PA_md_digit", "chance_PA_md_digit", "meets_bar"]  # fmt: skip
-    lines = [
-        "# CPU recipe study",
-        "",
-        "Vanilla runs on 2 CPU cores; each scored at its last step on n generated videos "
-        "against n real ones (FVD-md with its 90 % bootstrap interval, PA-md-digit); the "
-        f"references are scored at the same n. The bar (issue 17): FVD-md <= {FVD_BAR:g} x "
-        f"real vs real and PA-md-digit >= {PA_BAR}. Every row, with the points along each "
-        "run, is in `recipe.csv`; the samples of each candidate's final weights are in "
-        "`grids/`.",
-        "",
-        final[cols].to_markdown(index=False, floatfmt=".3g"),
-        "",
-        "`train_min` is the training wall time on this machine (2 cores, shared with other "
-        "work at times); `study_min` in the CSV adds scoring.",
-        "",
-        "Not run yet: " + (", ".join(f"`{m}`" for m in missing) or "none") + ".",
-        "",
-        "## Samples (final weights, 30 steps, one row per prompt)",
-        "",
-        *grids,
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.studies.recipe",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("candidates", nargs="*", help=f"default: all of {list(CANDIDATES)}")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"default {OUT}")
-    parser.add_argument("--n", type=int, default=128, help="videos per score (default 128)")
-    parser.add_argument("--evals", type=int, default=3, help="scored points per run")
-    parser.add_argument(
-        "--report", action="store_true", help="only redraw report.md from --out's recipe.csv"
-    )
-    add_debug_flag(parser)
-    args = parser.parse_args(argv)
-    unknown = set(args.candidates) - set(CANDIDATES)
-    if unknown:
-        parser.error(f"unknown candidates {sorted(unknown)}; choose from {list(CANDIDATES)}")
-    if args.report:
-        table = pd.read_csv(args.out / "recipe.csv")
-        write_text(args.out / "report.md", report_md(table))
-        return 0
-    names = args.candidates or list(CANDIDATES)
-    def held() -> pd.DataFrame:
-        with owned(args.out, "recipe study folder"):
-            return study(args.out, names, args.n, args.evals)
-
-    guarded(parser.prog, args.debug, held)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,19 +1,29 @@
-"""What an ablations folder needs besides its scores, measured once its variants are trained:
-`python -m harness.studies.ablate ...` calls `finish` after training, and
-`python -m harness.studies.ablate --finish` runs it alone on a folder.
+"""The named ablations (`ablations.ABLATIONS`), trained and scored into a folder, then what
+the report needs besides the scores.
 
-Writes, beside the ablations' `<name>/table.csv` and `<name>/curves.csv`:
-- `ablations.json`: the registry as run (each ablation's question and every variant with its
-  config changes and status: `ran`, `skipped` with the reason (e.g. K = 5 on 8 frames), or
-  `not run`), so the report is drawn from files alone;
-- `references.csv`: real vs real, noise vs real and chance at the scores' n (the scale of
-  every verdict);
-- `speed.csv`: each variant's sampling speedup over vanilla sampling (K = 1, same steps)
-  measured on its backbone at its shape, against the FLOP-ratio bound (`measure.cost`);
-- `strips.pt`: two videos sampled from each variant's final weights, same prompts and seed.
+Each variant of an ablation is a config difference on the TPDiff baseline of the scale; it
+is trained and scored by the studies' shared unit (`harness.studies.core.train_and_score`,
+at the scale's `trial` points), the same path as the sweep, so variants that differ only
+in sampling share a trained run and a rerun reuses every finished run and score. A variant
+the scale cannot run (K = 5 needs a multiple of 16 frames) is skipped with the reason.
+`ablate` writes `<out>/<name>/table.csv` (a row per variant: config changes, the final
+FVD-md with its interval, PA-md, flicker, stutter and the motion gap, training and sampling
+GFLOPs, training wall time) and `<name>/curves.csv` (every scored snapshot); trained runs
+live in `<out>/runs/`.
 
+Then, once the variants are trained (`run_all`, or `--finish` alone):
+- `write_registry`: `ablations.json`, the registry as run (each ablation's question and
+  every variant with its config changes and status: `ran`, `skipped` with the reason (e.g.
+  K = 5 on 8 frames), or `not run`), so the report is drawn from files alone;
+- `score_references`: `references.csv`, real vs real, noise vs real and chance at the
+  scores' n (the scale of every verdict);
+- `measure_speed`: `speed.csv`, each variant's sampling speedup over vanilla sampling (K = 1,
+  same steps) measured on its backbone at its shape, against the FLOP-ratio bound;
+- `sample_strips`: `strips.pt`, two videos sampled from each variant's final weights, same
+  prompts and seed.
 Each derived file records what made it (`artifacts.json`, `speed.csv`'s identity column) and
-is remade when that changes."""
+is remade when that changes. `report.build` then draws everything from those files.
+"""
 
 from __future__ import annotations
 
@@ -27,26 +37,66 @@ from tqdm.auto import tqdm
 
 from ablations import ABLATIONS
 from harness.common.io import write_csv, write_json
+from harness.common.lock import owned
 from harness.measure.cost import measure_costs, setup_for
 from harness.metrics import MetricOptions
 from harness.pipeline.build import plan_for
 from harness.pipeline.evaluate import reference_scores
 from harness.pipeline.provenance import checkpoint_info, code_revision, digest
 from harness.pipeline.sample import generate
-from harness.studies.paper import Artifacts
-from harness.studies.trials import (
+from harness.studies.ablations import report
+from harness.studies.core.artifacts import Artifacts
+from harness.studies.core.protocol import (
     ABLATION_METRICS,
-    SCALES,
-    TrialScale,
+    MOTION_COLUMNS,
+    QUALITY,
+    SCORE_COLUMNS,
+)
+from harness.studies.core.scale import SCALES, Scale
+from harness.studies.core.train_and_score import (
     split_sampling,
+    train_and_score,
+    trial_arm,
     trial_config,
 )
 
+COLUMNS = [QUALITY, *SCORE_COLUMNS, *MOTION_COLUMNS]
 STRIP_SAMPLES = 2
 SPEED_REPEATS = 5
 
 
-def registry(scale: TrialScale, runs: Path, tables: pd.DataFrame) -> list[dict]:
+def ablate(
+    name: str, scale_name: str, out: Path, options: MetricOptions | None = None
+) -> pd.DataFrame:
+    """Train and score every variant of ablation `name`; returns (and writes) its table."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; choose from {', '.join(ABLATIONS)} or all")
+    scale = SCALES[scale_name]
+    if scale.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--scale {scale_name} needs a CUDA device; use --scale cpu here")
+    options = options or MetricOptions(evaluator=scale.evaluator, device=scale.device)
+    ablation = ABLATIONS[name]
+    rows, curve = [], []
+    for label, changes in tqdm(ablation.variants.items(), desc=name):
+        cfg = trial_config(scale, out / "runs", **changes)
+        try:
+            plan_for(cfg)
+        except ValueError as err:  # e.g. more stages than the frame count allows
+            print(f"{name}/{label} skipped at scale {scale_name}: {err}")
+            continue
+        scored = train_and_score([trial_arm(cfg, scale.trial, ABLATION_METRICS)], options)
+        for row in scored:  # every snapshot: the quality-against-cost curve
+            head = dict(ablation=name, variant=label, changes=json.dumps(changes), run=cfg.name)
+            curve.append(head | {k: row[k] for k in ("step", "n", "train_flops", "git", *COLUMNS)})
+        rows.append(curve[-1])
+    table = pd.DataFrame(rows)
+    folder = out / name
+    write_csv(folder / "curves.csv", pd.DataFrame(curve))
+    write_csv(folder / "table.csv", table)
+    return table
+
+
+def registry(scale: Scale, runs: Path, tables: pd.DataFrame) -> list[dict]:
     """[{name, about, variants: [{label, changes, status, reason, run}]}] for every registered
     ablation in registry order, with what `tables` (the ablations' rows) says ran."""
     ran = {(r.ablation, r.variant): json.loads(r.changes) for r in tables.itertuples()}
@@ -76,7 +126,7 @@ def _ran(found: list[dict]) -> list[tuple[str, dict]]:
     return [(a["name"], v) for a in found for v in a["variants"] if v["status"] == "ran"]
 
 
-def measure_speed(out: Path, scale: TrialScale, runs: Path, found: list[dict]) -> pd.DataFrame:
+def measure_speed(out: Path, scale: Scale, runs: Path, found: list[dict]) -> pd.DataFrame:
     """speed.csv: a row per distinct sampling plan of the variants that ran (renoising does not
     change the plan's cost; it is timed with the exact rule)."""
     path = out / "speed.csv"
@@ -108,7 +158,7 @@ def measure_speed(out: Path, scale: TrialScale, runs: Path, found: list[dict]) -
     return table
 
 
-def sample_strips(out: Path, scale: TrialScale, runs: Path, found: list[dict]) -> None:
+def sample_strips(out: Path, scale: Scale, runs: Path, found: list[dict]) -> None:
     """strips.pt: {"<ablation>/<variant>": {"videos": (2, C, F, H, W), "captions": [...]}},
     each sampled from the variant's final weights with its own sampling settings."""
     artifacts = Artifacts(out)
@@ -130,20 +180,36 @@ def sample_strips(out: Path, scale: TrialScale, runs: Path, found: list[dict]) -
         artifacts.record(strip, key)
 
 
-def finish(out: Path, scale_name: str, options: MetricOptions | None = None) -> list[dict]:
-    """Registry, references, speed and strips of the ablations folder `out`."""
-    scale = SCALES[scale_name]
-    options = options or MetricOptions(evaluator=scale.evaluator, device=scale.device)
-    runs = out / "runs"
+def write_registry(out: Path, scale_name: str) -> tuple[pd.DataFrame, list[dict]]:
+    """ablations.json: the registry as run, from the ablations' tables in `out`; returns
+    (their rows, the registry entries)."""
     tables = sorted(out.glob("*/table.csv"))
     if not tables:
         raise FileNotFoundError(f"no ablation tables under {out}: run an ablation first")
     table = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
-    found = registry(scale, runs, table)
+    found = registry(SCALES[scale_name], out / "runs", table)
     write_json(out / "ablations.json", dict(scale=scale_name, ablations=found))
-    paper = trial_config(scale, runs)
-    n = int(table["n"].max())
+    return table, found
+
+
+def score_references(out: Path, scale: Scale, n: int, options: MetricOptions) -> None:
+    """references.csv: real vs real, noise vs real and chance at n, on the paper setting's
+    data (every variant's)."""
+    paper = trial_config(scale, out / "runs")
     reference_scores(out / "references.csv", paper, n, options, ABLATION_METRICS, progress=True)
-    measure_speed(out, scale, runs, found)
-    sample_strips(out, scale, runs, found)
-    return json.loads((out / "ablations.json").read_text())["ablations"]
+
+
+def run_all(out: Path, names: list[str], scale_name: str, train: bool = True) -> dict:
+    """Train and score the ablations `names` into `out` (held by this process for the whole
+    study; `train=False`: only the steps after training), write the registry, score the
+    references, measure speed, sample strips and draw the report."""
+    scale = SCALES[scale_name]
+    options = MetricOptions(evaluator=scale.evaluator, device=scale.device)
+    with owned(out, "ablation study folder"):
+        for name in names if train else []:
+            ablate(name, scale_name, out, options)
+        table, found = write_registry(out, scale_name)
+        score_references(out, scale, int(table["n"].max()), options)
+        measure_speed(out, scale, out / "runs", found)
+        sample_strips(out, scale, out / "runs", found)
+        return report.build(out)

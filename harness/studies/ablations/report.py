@@ -3,7 +3,7 @@
 
 Reads `ablations.json` (the registry as run), every `<name>/table.csv` (the final score of
 each variant) and `<name>/curves.csv` (every scored snapshot), `references.csv`, `speed.csv`
-and `strips.pt` (`harness.studies.ablation_finish`). Writes `summary.csv` and `summary.json`
+and `strips.pt` (`harness.studies.ablations.run`). Writes `summary.csv` and `summary.json`
 (a row per variant of every registered ablation, skipped ones with the reason), one
 `<name>/<name>.png` per ablation (quality with its interval against training and sampling
 cost, and the speedup against its bound), `<name>/<name>_samples.png` (two videos per
@@ -18,7 +18,8 @@ to the paper setting's own. Verdicts against the paper's setting follow
 `verdicts.ABLATION_RULE`, on FVD-md, PA-md-digit and the motion gap (`VERDICTS`).
 
 A torn or inconsistent folder is refused before anything is written (`load`, through
-`harness.studies.inputs`), and the outputs are written all or none (`harness.studies.staging`).
+`harness.studies.core.inputs`), and the outputs are written all or none
+(`harness.studies.core.staging`).
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.common.io import plain, save_figure, write_csv, write_json, write_text  # noqa: E402
-from harness.studies import verdicts  # noqa: E402
-from harness.studies.inputs import (  # noqa: E402
+from harness.studies.core import verdicts  # noqa: E402
+from harness.studies.core.inputs import (  # noqa: E402
     load_torch_strict,
     read_csv_strict,
     read_json_strict,
 )
-from harness.studies.plots import plot_video_rows  # noqa: E402
-from harness.studies.staging import staged  # noqa: E402
-from harness.studies.verdicts import Estimate  # noqa: E402
+from harness.studies.core.plots import plot_video_rows  # noqa: E402
+from harness.studies.core.staging import staged  # noqa: E402
+from harness.studies.core.verdicts import Estimate  # noqa: E402
 
 PAPER = "paper"
 QUALITY = "FVD-md"
@@ -94,7 +95,7 @@ def _registry(out: Path) -> dict:
 
 def load(out: Path) -> dict:
     """The folder's files: registry, final rows, curves, references, speed (may be empty),
-    strips (may be empty), each read whole and checked (harness.studies.inputs); raises
+    strips (may be empty), each read whole and checked (harness.studies.core.inputs); raises
     ValueError / FileNotFoundError naming the file, the problem and the fix."""
     missing = [n for n in ("ablations.json", "references.csv") if not (out / n).is_file()]
     if missing:
@@ -331,7 +332,7 @@ def report_md(files: dict, summary: dict, rows: pd.DataFrame, samples: dict) -> 
 def build(out: str | Path) -> dict:
     """Draw summary.csv/json, the plots and report.md of the ablations folder `out`. Every
     input is checked first (`load`); the outputs are drawn into a staging folder and moved
-    into `out` only when all of them are written (harness.studies.staging)."""
+    into `out` only when all of them are written (harness.studies.core.staging)."""
     out = Path(out)
     files = load(out)
     with staged(out) as stage:

@@ -1,21 +1,16 @@
-"""Suites: named end-to-end jobs run by `python -m harness.run --suite NAME`.
-
-A suite is `fn(out: Path, scale: str, fresh: bool) -> dict` that writes its tables to
-`out` and returns a JSON-able summary (`fresh`: move an occupied folder aside first, for
-suites that resume; see `harness.pipeline.provenance.claim_folder`). Suites are entries in
-`SUITES`; their keys are the only names the CLI and result folders use.
-"""
+"""The self-check suites: `engine` (every stage plan of every form checked end to end
+against known answers) and `cost` (FLOPs, times and speedups per stage). Each writes its
+tables and summary.json to `out`; `report` writes report.md from them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from harness.common.io import write_csv, write_json, write_text
+from harness.common.io import write_csv, write_json
 from harness.engine.forms import FORMS
 from harness.engine.oracle import OracleDenoiser
 from harness.engine.pyramid import jump, lambda_max, stage_data, uniform_plan, upsample
@@ -23,9 +18,7 @@ from harness.engine.sampler import sample
 from harness.measure.cost import CONVENTION, cost_tables
 from harness.measure.gate import target_table
 from harness.pipeline.provenance import code_revision
-from harness.studies.paper import paper as paper_suite
-
-Suite = Callable[[Path, str, bool], dict]
+from harness.studies.checks import report
 
 
 def _jump_error(form, plan, x0: torch.Tensor, draws: int, g: torch.Generator) -> float:
@@ -47,11 +40,10 @@ def _jump_error(form, plan, x0: torch.Tensor, draws: int, g: torch.Generator) ->
     return worst
 
 
-def engine(out: Path, scale: str, fresh: bool = False) -> dict:
-    """Stage plans of every form and upsample mode for K = 1..4 at 30 steps, each
-    checked end to end: the exact one-point oracle must land on its data point and
-    every jump must reproduce the training marginal (Monte Carlo)."""
-    frames = 16 if scale == "cpu" else 64
+def engine(out: Path, frames: int) -> dict:
+    """Stage plans of every form and upsample mode for K = 1..4 at 30 steps on `frames`
+    frames, each checked end to end: the exact one-point oracle must land on its data point
+    and every jump must reproduce the training marginal (Monte Carlo)."""
     draws = 50_000
     g = torch.Generator().manual_seed(0)
     plan_rows, check_rows = [], []
@@ -97,25 +89,7 @@ def engine(out: Path, scale: str, fresh: bool = False) -> dict:
         jump_marginal_error=float(checks.jump_marginal_error.max()),
         passed=ok_oracle and ok_jump,
     )
-    write_text(
-        out / "report.md",
-        "\n".join(
-            [
-                "# Engine self-check",
-                "",
-                f"Oracle landing (float64, must be < 1e-4) and jump marginal Monte Carlo "
-                f"({draws} draws; max |cov - sigma^2 I| / sigma^2 and |mean error| / sigma, "
-                f"must be < 0.05). Passed: **{summary['passed']}**.",
-                "",
-                checks.to_markdown(index=False, floatfmt=".3g"),
-                "",
-                f"## Stage plans ({frames} frames, uniform jump points, 30 steps)",
-                "",
-                plans.to_markdown(index=False, floatfmt=".4g"),
-                "",
-            ]
-        ),
-    )
+    report.engine(out, summary, checks, plans)
     write_json(out / "summary.json", summary)
     return summary
 
@@ -124,14 +98,11 @@ THROUGHPUT_BATCH = 8  # the cost suite's throughput mode, beside latency mode (b
 COMPILE = "inductor"  # the cost suite samples through torch.compile (training steps eager)
 
 
-def cost(out: Path, scale: str, fresh: bool = False) -> dict:
-    """Per-stage cost table of every backbone (default form, 3 uniform stages, 30 steps):
-    MACs / FLOPs with attention, measured forward, training-step and sampling times, achieved
-    GMAC/s per stage, FLOP-ratio speedup bound and measured speedup, in latency mode (batch
-    1) and throughput mode (batch 8), sampling through torch.compile."""
-    device = torch.device("cuda" if scale == "gpu" and torch.cuda.is_available() else "cpu")
-    if scale == "gpu" and device.type != "cuda":
-        raise ValueError("--scale gpu needs a CUDA device; use --scale cpu here")
+def cost(out: Path, device: torch.device) -> dict:
+    """Per-stage cost table of every backbone (default form, 3 uniform stages, 30 steps) on
+    `device`: MACs / FLOPs with attention, measured forward, training-step and sampling
+    times, achieved GMAC/s per stage, FLOP-ratio speedup bound and measured speedup, in
+    latency mode (batch 1) and throughput mode (batch 8), sampling through torch.compile."""
     stages, plans = cost_tables(device, throughput_batch=THROUGHPUT_BATCH, compile=COMPILE,
                                 progress=True)  # fmt: skip
     write_csv(out / "cost_stages.csv", stages)
@@ -143,39 +114,6 @@ def cost(out: Path, scale: str, fresh: bool = False) -> dict:
         for row in plans.to_dict("records")
     }
     targets = target_table(figures)
-    shown = [
-        "backbone",
-        "flop_ratio_bound",
-        "inference_speedup",
-        "measured_over_bound",
-        "training_step_flop_ratio",
-        "training_step_cost_ratio",
-        "sampling_spread",
-        "throughput_inference_speedup",
-        "throughput_measured_over_bound",
-    ]
-    write_text(
-        out / "report.md",
-        "\n".join(
-            [
-                "# Cost per stage (3 uniform stages, 30 sampling steps, 16 frames, 32x32)",
-                "",
-                f"Convention: {CONVENTION}. Device: {device}, {torch.get_num_threads()} "
-                f"threads; sampling compiled with torch.compile ({COMPILE}), training eager.",
-                "",
-                stages.to_markdown(index=False, floatfmt=".4g"),
-                "",
-                "## Plan totals",
-                "",
-                plans[shown].to_markdown(index=False, floatfmt=".3f"),
-                "",
-                "## Measured/bound against the speed targets",
-                "",
-                targets.to_markdown(index=False, floatfmt=".3f"),
-                "",
-            ]
-        ),
-    )
     summaries = {row["backbone"]: row for row in plans.to_dict("records")}
     summary = dict(
         suite="cost",
@@ -187,23 +125,6 @@ def cost(out: Path, scale: str, fresh: bool = False) -> dict:
         backbones=summaries,
         targets=targets.to_dict("records"),
     )
+    report.cost(out, summary, stages, plans, targets)
     write_json(out / "summary.json", summary)
     return summary
-
-
-def smoke(out: Path, scale: str, fresh: bool = False) -> dict:
-    """Every stage of the paper suite at tiny size (minutes on 2 CPU cores; used by CI)."""
-    return paper_suite(out, "smoke", fresh)
-
-
-def paper(out: Path, scale: str, fresh: bool = False) -> dict:
-    """Tables 1 and 3 and Figures 5 and 6 analogues from matched runs (harness.studies.paper)."""
-    return paper_suite(out, scale, fresh)
-
-
-SUITES: dict[str, Suite] = {
-    "engine": engine,
-    "cost": cost,
-    "smoke": smoke,
-    "paper": paper,
-}

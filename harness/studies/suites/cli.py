@@ -1,4 +1,5 @@
-"""`python -m harness.run --suite NAME [--scale cpu|gpu] [--out DIR] [--fresh] [--debug]`.
+"""`python -m harness.run --suite NAME [--scale tiny|smoke|cpu|gpu] [--out DIR] [--fresh]
+[--debug]`.
 
 Results go to `results/runs/<suite>-<scale>/` by default (git-ignored), never into the
 committed reference results (`results/paper/`, ...): a newcomer's run sits beside them,
@@ -20,7 +21,8 @@ from pathlib import Path
 from harness.common.cli import add_debug_flag, guarded
 from harness.common.io import check_output_folder
 from harness.common.lock import owned
-from harness.studies.suites import SUITES
+from harness.studies.core.scale import SCALES
+from harness.studies.suites.registry import SUITES
 
 RUNS = Path("results") / "runs"  # ignored by git: every run's own folder lives here
 
@@ -47,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale",
         default="cpu",
-        choices=("cpu", "gpu"),
-        help="cpu: embedded defaults (default); gpu: bigger sizes",
+        choices=sorted(SCALES),
+        help="a row of the scale table (harness.studies.core.scale): cpu, the embedded "
+        "defaults (default); gpu, bigger sizes; smoke and tiny, the tests' sizes",
     )
     parser.add_argument(
         "--out",

@@ -8,24 +8,22 @@ chance agreement at each n), `cost_plans.csv` and `cost_stages.csv`, `renoise_st
 `grids/` and `job.json` (what produced the folder). The run folders are not needed, so a
 results folder redraws on a fresh clone. Curves use the curve metric (KVD-md: unbiased at
 the small n of a curve point); final figures use FVD-md at the final n. The verdict rules
-are in `harness.studies.verdicts`. With a committed reference folder given, the report sets this
-folder's figures beside its. Never imports the training code.
+are in `harness.studies.core.verdicts`. With a committed reference folder given, the report
+sets this folder's figures beside its. Never imports the training code.
 
 It refuses a torn or inconsistent folder and writes all its outputs or none: every input is
-read whole and checked first (`load`, `harness.studies.inputs`: a file cut mid-line, a row
+read whole and checked first (`load`, `harness.studies.core.inputs`: a file cut mid-line, a row
 with the wrong number of fields, a non-number where a number belongs, an empty identity cell,
 two rows for the same score, JSON that does not parse, an n of evals.csv without its
 references), and one bad file ends the command with one line naming it, the problem and the
 fix (exit 2), before anything is written. The outputs are drawn into a staging folder beside
-the folder and renamed into it only once all of them are written (`harness.studies.staging`);
+the folder and renamed into it only once all of them are written (`harness.studies.core.staging`);
 the inputs are never rewritten.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from harness.common.io import plain, write_csv, write_json, write_text
-from harness.studies import verdicts
-from harness.studies.inputs import load_torch_strict, read_csv_strict, read_json_strict
-from harness.studies.plots import plot_quality, plot_renoise_strip
-from harness.studies.staging import staged
-from harness.studies.verdicts import Curve, Estimate
+from harness.studies.core import verdicts
+from harness.studies.core.inputs import load_torch_strict, read_csv_strict, read_json_strict
+from harness.studies.core.plots import plot_quality, plot_renoise_strip
+from harness.studies.core.staging import staged
+from harness.studies.core.verdicts import Curve, Estimate
 
 # arXiv 2503.09566 (docs/method.md sec. 9), per backbone role, quoted beside ours
 PAPER = pd.DataFrame(
@@ -176,7 +174,7 @@ def seed_spread(finals: pd.DataFrame, backbone: str) -> float | None:
 
 
 def training_cost(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per backbone and cost axis: the time-to-target figures (harness.studies.verdicts)."""
+    """Per backbone and cost axis: the time-to-target figures (harness.studies.core.verdicts)."""
     rows = []
     for (backbone, form), g in curves.groupby(["backbone", "form"]):
         van, tp = g[g.variant == "vanilla"], g[g.variant == "tpdiff"]
@@ -203,7 +201,7 @@ def _noise(row: pd.Series | None, refs: dict, name: str) -> str | None:
 
 
 def judge(curves, finals, refs, plans, metric) -> list[dict]:
-    """One verdict per claim of the paper and backbone (harness.studies.verdicts)."""
+    """One verdict per claim of the paper and backbone (harness.studies.core.verdicts)."""
     out = []
     for plan in plans.to_dict("records"):
         b = plan["backbone"]
@@ -238,7 +236,7 @@ def build(out: str | Path, reference: str | Path | None = None) -> dict:
     """Write every table, plot, summary.json and report.md of `out`; returns the summary.
     `reference`: a committed results folder whose summary.json is set beside this one's.
     Every input is checked first (`load`); the outputs are drawn into a staging folder and
-    moved into `out` only when all of them are written (harness.studies.staging)."""
+    moved into `out` only when all of them are written (harness.studies.core.staging)."""
     out = Path(out)
     inputs = load(out, Path(reference) if reference else None)
     with staged(out) as stage:
@@ -435,7 +433,7 @@ def _head_md(summary: dict, metric: str, agreement: str) -> list[str]:
         "## Verdicts",
         "",
         "Each claim of the paper, per backbone, decided by the fixed rules of "
-        "`harness/studies/verdicts.py` (numbers in `summary.json` under `verdicts`).",
+        "`harness/studies/core/verdicts.py` (numbers in `summary.json` under `verdicts`).",
         "",
         _md(verdict_table(summary["verdicts"])),
         "",
@@ -521,44 +519,4 @@ def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, su
     return "\n".join(lines)
 
 
-COMMITTED = Path(__file__).resolve().parents[2] / "results" / "paper"
-
-
-def main(argv: list[str] | None = None) -> int:
-    from harness.common.cli import add_debug_flag, guarded
-
-    parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__)
-    parser.add_argument("folder", type=Path,
-                        help="a paper-suite or ablations results folder")  # fmt: skip
-    parser.add_argument(
-        "--reference",
-        type=Path,
-        default=COMMITTED,
-        help="committed results to set beside this folder's (default results/paper; "
-        "skipped when FOLDER is that folder)",
-    )
-    add_debug_flag(parser)
-    args = parser.parse_args(argv)
-    if (args.folder / "ablations.json").is_file():  # an ablations folder (harness.studies.ablate)
-        from harness.studies.ablation_report import build as build_ablations
-
-        summary = guarded("python -m harness.report", args.debug,
-                          lambda: build_ablations(args.folder))  # fmt: skip
-        print(f"report: {args.folder / 'report.md'} ({len(summary['ablations'])} ablations)")
-        return 0
-    missing = [n for n in ("evals.csv", "cost_plans.csv") if not (args.folder / n).exists()]
-    if missing:
-        parser.error(
-            f"{args.folder} lacks {missing}: run python -m harness.run --suite paper "
-            f"--out {args.folder} first"
-        )
-    same = args.folder.resolve() == args.reference.resolve()
-    reference = None if same else args.reference
-    summary = guarded("python -m harness.report", args.debug, lambda: build(args.folder, reference))
-    print(json.dumps(summary, indent=2))
-    print(f"report: {args.folder / 'report.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMITTED = Path(__file__).resolve().parents[3] / "results" / "paper"

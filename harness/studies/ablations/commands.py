@@ -25,7 +25,7 @@ from ablations import ABLATIONS, PAPER
 from harness.common.config import Config
 from harness.measure.flops import expected_training_macs, plan_macs
 from harness.pipeline.build import plan_for
-from harness.studies.trials import split_sampling
+from harness.studies.core.train_and_score import split_sampling
 
 # forward TFLOPs of one sample at each latent frame count (docs/gpu.md, "Batch sizes and
 # expected time"), per GPU config name

@@ -1,0 +1,5 @@
+import sys
+
+from harness.studies.ablations.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""Named ablations: `python -m harness.studies.ablate NAME [NAME ...] [--scale NAME]
+[--out DIR]` (`all` runs every one, `--list` lists them, `--finish` only redoes the steps
+after training, `--commands CONFIG` prints the GPU commands; also `tpdiff-ablate`,
+`nox -s ablate -- NAME`). Trains and scores each variant (`run`), then draws the report
+(`report`); `python -m harness.report DIR` redraws it from the folder's files alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ablations import ABLATIONS
+from harness.common.cli import guarded
+from harness.studies.ablations.commands import commands_table
+from harness.studies.ablations.report import SHOWN, build
+from harness.studies.ablations.run import run_all
+from harness.studies.core.scale import SCALES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.studies.ablate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("names", nargs="*", help="ablations to run, or all")
+    parser.add_argument("--scale", default="cpu", choices=sorted(SCALES))
+    parser.add_argument("--out", type=Path, default=Path("results/runs/ablations"),
+                        help="results folder (default results/runs/ablations; the committed "
+                        "run is results/ablations)")  # fmt: skip
+    parser.add_argument("--list", action="store_true", help="list the ablations and exit")
+    parser.add_argument("--finish", action="store_true",
+                        help="only measure speed, sample strips and redraw the report from the "
+                        "trained variants in --out")  # fmt: skip
+    parser.add_argument("--commands", type=Path, metavar="CONFIG",
+                        help="print the commands that run the ablations on a GPU config (e.g. "
+                        "baselines/gpu/wan-tpdiff.toml) with each variant's expected cost, "
+                        "and exit")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.list or not (args.names or args.finish or args.commands):
+        for key, ab in ABLATIONS.items():
+            print(f"{key:16s} {ab.about}: {', '.join(ab.variants)}")
+        return 0
+    names = list(ABLATIONS) if args.names in (["all"], []) else args.names
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        sys.exit(f"unknown ablation(s) {unknown}; choose from {', '.join(ABLATIONS)} or all")
+    made = args.out / "ablations.json"
+    if made.is_file() and json.loads(made.read_text())["scale"] != args.scale:
+        sys.exit(f"{args.out} holds ablations at scale {json.loads(made.read_text())['scale']}, "
+                 f"not {args.scale}: pass another --out")  # fmt: skip
+    if args.commands:
+        rows = pd.DataFrame(commands_table(args.commands, names))
+        print(rows.fillna("").to_markdown(index=False))
+        return 0
+    summary = guarded(
+        parser.prog, False, lambda: run_all(args.out, names, args.scale, train=not args.finish)
+    )
+    rows = pd.read_csv(args.out / "summary.csv")
+    print(rows[[c for c in SHOWN if c in rows]].to_string(index=False))
+    print(f"report: {args.out / 'report.md'} ({len(summary['ablations'])} ablations)")
+    return 0
+
+
+def redraw(folder: Path, reference: Path | None = None) -> str:
+    """`python -m harness.report DIR` on an ablations folder; returns what to print."""
+    summary = build(folder)
+    return f"report: {folder / 'report.md'} ({len(summary['ablations'])} ablations)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from harness.studies.recipe.cli import main
+
+raise SystemExit(main())

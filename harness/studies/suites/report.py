@@ -1,0 +1,46 @@
+"""`python -m harness.report DIR [--reference DIR]`: redraw the report of a results folder
+from its files alone, without retraining.
+
+The study is picked from what the folder holds (`registry.REPORTS`: `ablations.json`, an
+ablations folder; `evals.csv`, a paper-suite folder; `recipe.csv`, a recipe-study folder).
+Every input is checked first: a torn or inconsistent folder ends with one line naming the
+file, the problem and the fix (exit 2), and nothing is written; the outputs are written all
+or none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.common.cli import add_debug_flag, guarded
+from harness.studies.paper.report import COMMITTED
+from harness.studies.suites.registry import report_for
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "folder", type=Path, help="a paper-suite, ablations or recipe-study results folder"
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=COMMITTED,
+        help="committed results to set beside a paper-suite folder's (default results/paper; "
+        "skipped when FOLDER is that folder)",
+    )
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    entry = report_for(args.folder)
+    print(guarded(parser.prog, args.debug, lambda: entry.redraw(args.folder, args.reference)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
