@@ -1,5 +1,5 @@
 """Named ablations: each is a set of variants, and each variant is only a config difference
-on top of the TPDiff baseline of the chosen scale (`harness.studies.trials.SCALES`, base
+on top of the TPDiff baseline of the chosen scale (`harness.studies.core.scale.SCALES`, base
 baselines/dit-tpdiff.toml: DiT, flow matching, K = 3 uniform stages, 30 sampling steps).
 The empty difference is the paper's setting. Run with
 `python -m harness.studies.ablate NAME [NAME ...] --scale cpu` (or `nox -s ablate -- NAME`).
