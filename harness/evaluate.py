@@ -1,11 +1,11 @@
 """`python -m harness.evaluate` (console script `tpdiff-evaluate`): score samples.
 
-The command lives in `harness.pipeline.evaluate`; this file is only its entry point.
+The command lives in `harness.pipeline.evaluate_folder`; this file is only its entry point.
 """
 
 import sys
 
-from harness.pipeline.evaluate import cli as command
+from harness.pipeline.evaluate_folder import cli as command
 
 
 def main() -> int:

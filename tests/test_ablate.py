@@ -55,6 +55,7 @@ def test_sampling_only_variants_share_one_training_run(tmp_path):
     assert trials.split_sampling(weighted)[0].stage_steps == (3, 2, 1)
 
 
+@pytest.mark.slow
 def test_renoise_ablation_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
     load_evaluator(SCALES["tiny"].evaluator, tmp_path / "cache", progress=False)

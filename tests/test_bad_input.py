@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import harness.pipeline.evaluate as evaluate
+import harness.pipeline.evaluate_folder as evaluate
 import harness.pipeline.sample as sample
 import harness.pipeline.train as train
 from harness.common.config import Config

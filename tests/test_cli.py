@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.pipeline.evaluate as evaluate
+import harness.pipeline.evaluate_folder as evaluate
 import harness.pipeline.sample as sample
 import harness.pipeline.train as train
 import harness.studies.suites.cli as run
@@ -67,6 +67,7 @@ def test_debug_shows_the_traceback(tmp_path):
         train.cli(["jump_points=0.2,0.7", "--debug", f"out_dir={tmp_path}"])
 
 
+@pytest.mark.slow
 def test_a_real_command_line(tmp_path):
     cmd = [sys.executable, "-m", "harness.train", "jump_points=0.2,0.7", f"out_dir={tmp_path}"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

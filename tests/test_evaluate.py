@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_metrics_evaluator import TINY
 
-import harness.pipeline.evaluate as evaluate
+import harness.pipeline.evaluate_folder as evaluate
 import harness.pipeline.train as train
 from harness.common.config import Config
 from harness.data import MovingDigits, collate
@@ -32,6 +32,7 @@ def options(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_samples_folder_appends_one_row_per_evaluation(tmp_path, options):
     samples = _samples_folder(tmp_path / "samples", 160)
     out = tmp_path / "results" / "evaluations.csv"

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import harness.measure.gate as gate
 
 FIGURES = {
@@ -50,6 +52,7 @@ def test_committed_baseline_covers_both_backbones():
         assert limits["inference_speedup"]["min"] > 1.2  # the pyramid's advantage is real
 
 
+@pytest.mark.slow
 def test_gate_fails_naming_inference_speedup_without_the_pyramid(capsys):
     code = gate.main(["--backbones", "dit", "--repeats", "2", "--compile", "off"], pyramid=False)
     out = capsys.readouterr().out

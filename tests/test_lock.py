@@ -98,6 +98,7 @@ def test_a_file_in_the_way_is_one_clear_error(tmp_path):
             pass
 
 
+@pytest.mark.slow
 def test_two_trainings_of_one_run(tmp_path):
     """The issue's case: the second `harness.train` on a run exits 2 naming the first, and
     the first finishes with a complete log."""

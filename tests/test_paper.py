@@ -36,6 +36,7 @@ def test_matched_runs_differ_only_in_method_fields(tmp_path):
     assert {k for k in tp if tp[k] != noalign[k]} == {"name", "align"}
 
 
+@pytest.mark.slow  # the smoke suite they share takes about 80 s
 def test_smoke_suite_writes_every_table_and_plot(smoke):
     out, summary = smoke
     for backbone in ("dit", "unet"):
@@ -86,6 +87,7 @@ def test_smoke_suite_writes_every_table_and_plot(smoke):
     )
 
 
+@pytest.mark.slow  # the smoke suite they share takes about 80 s
 def test_rerun_resumes_without_recomputing(smoke, monkeypatch):
     out, summary = smoke
     before = (out / "evals.csv").read_text()
@@ -113,6 +115,7 @@ def _never(*args, **kwargs):
     raise AssertionError("the suite started work in a folder it had to refuse")
 
 
+@pytest.mark.slow  # the smoke suite they share takes about 80 s
 def test_a_changed_config_is_refused_before_any_work(smoke, tmp_path, monkeypatch):
     """The stale-score check: a fresh clone (no runs/) whose baseline lr changed must not
     reuse, or silently mix with, the scores in the folder."""
@@ -133,6 +136,7 @@ def test_a_changed_config_is_refused_before_any_work(smoke, tmp_path, monkeypatc
     assert (out / "evals.csv").read_text() == before
 
 
+@pytest.mark.slow  # the smoke suite they share takes about 80 s
 def test_another_code_revision_is_refused(smoke, tmp_path, monkeypatch):
     out = _copy(smoke, tmp_path)
     monkeypatch.setattr(paper, "code_revision", lambda: "0" * 40)
@@ -141,6 +145,7 @@ def test_another_code_revision_is_refused(smoke, tmp_path, monkeypatch):
         paper.paper(out, "smoke")
 
 
+@pytest.mark.slow  # the smoke suite they share takes about 80 s
 def test_a_score_of_other_weights_is_redone_and_the_old_row_kept_apart(smoke, tmp_path,
                                                                        monkeypatch):  # fmt: skip
     out = _copy(smoke, tmp_path)

@@ -114,6 +114,7 @@ def test_prepared_data_survives_dataloader_workers(clips, tmp_path):
     torch.testing.assert_close(videos[3], data[3]["video"])
 
 
+@pytest.mark.slow
 def test_the_command_line_prepares_a_folder_with_a_corrupt_clip(clips, tmp_path):
     cmd = [sys.executable, "-m", "harness.prepare", "--config", "baselines/dit-tpdiff.toml",
            "dataset=video-folder", f"data_root={clips}", "channels=3", "size=tiny",
@@ -278,6 +279,7 @@ cli(sys.argv[2:])
 """
 
 
+@pytest.mark.slow
 def test_a_second_prepare_of_the_same_folder_is_refused_and_a_training_start_waits(
     tmp_path, capsys
 ):

@@ -397,6 +397,7 @@ def test_checkpointing_attention_backend_and_compile_keep_the_outputs(folders):
         build_model(unet)
 
 
+@pytest.mark.slow
 def test_fsdp_under_torchrun_saves_full_weights_that_sample(folders, tmp_path):
     args = overrides(folders["wan"], "wan", tmp_path, "name=fsdp", "fsdp=true",
                      "grad_checkpointing=true")  # fmt: skip

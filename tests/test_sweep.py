@@ -107,6 +107,7 @@ def test_settings_and_config_round_trip(tmp_path):
     assert Config.from_file(path) == cfg
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("TPDIFF_CACHE", str(cache))
     real, calls = sweep.train_and_score, []
@@ -187,6 +188,7 @@ def test_a_study_without_an_identity_is_not_resumed(tmp_path, cache, monkeypatch
     assert new.user_attrs["job"] == sweep.job_identity(TINY, options)
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_from_stored_trials(tmp_path, cache):
     storage = f"journal:{tmp_path / 'journal.log'}"
     args = ["--trials", "4", "--storage", storage, "--out", str(tmp_path), "--prune-after", "100"]
@@ -346,6 +348,7 @@ def assert_accounted(study: optuna.Study, trials: int, workers: int) -> None:
     assert len({t.user_attrs["worker"] for t in every if "worker" in t.user_attrs}) <= workers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", STORAGES)
 def test_two_workers_share_one_study(tmp_path, cache, kind, request):
     storage = storage_for(kind, tmp_path, request)

@@ -150,6 +150,7 @@ def test_snapshots_keep_weights_along_the_run(tmp_path):
     assert last["train_flops"] == _log(run)[-1]["train_flops"]
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bit_identical(tmp_path):
     args = [*TINY, f"out_dir={tmp_path}", "steps=40", "ckpt_every=5", "backbone=dit"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

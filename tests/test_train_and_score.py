@@ -25,6 +25,7 @@ def matched_arms(runs, book) -> list[Arm]:
     return arms
 
 
+@pytest.mark.slow
 def test_parallel_workers_and_seeds_fill_one_table_that_a_rerun_reuses(tmp_path, monkeypatch):
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
     load_evaluator(TINY.evaluator, tmp_path / "cache", progress=False)
