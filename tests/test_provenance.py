@@ -95,6 +95,9 @@ def test_a_row_is_reused_only_under_its_identity_and_stale_rows_are_kept_apart(t
     assert sorted(zip(rows.run, rows.score)) == [("a", 2.0), ("b", 3.0)]
     stale = pd.read_csv(tmp_path / "evals-superseded.csv")
     assert list(stale.score) == [1.0] and list(stale.git) == ["g"]
+    # the same score appended again (two processes that made it at once) is kept once
+    append_result(table, dict(run="a", step=10, **new.columns(), score=2.0), same=("run", "step"))
+    assert len(pd.read_csv(table)) == 2
 
 
 def test_claim_folder_resumes_the_same_job_and_refuses_another(tmp_path):

@@ -63,3 +63,15 @@ def test_an_arm_refuses_chunks_that_do_not_divide_its_steps(tmp_path):
     train, _ = split_sampling(trial_config(TINY, tmp_path))
     with pytest.raises(ValueError, match="multiple of evals=3"):
         Arm(train, 3)
+
+
+def test_a_seeded_arm_trains_its_own_run_and_its_rows_say_so(tmp_path):
+    train, changes = split_sampling(trial_config(TINY, tmp_path))
+    bare = Arm(train, 2, (Evaluation(8, ("fvd-md",), changes),))  # rows without columns
+    paired = Arm(train, 2, last=(Evaluation(8, ("fvd-md",), extra=dict(seed=1, run="x")),))
+    assert bare.with_seed(0) is bare
+    two = bare.with_seed(2)
+    assert two.cfg.seed == train.seed + 2 and two.cfg.name == f"{train.name}-seed2"
+    assert two.cfg.run_dir != train.run_dir
+    assert two.every[0].extra == dict(seed=2, run=two.cfg.name)
+    assert paired.with_seed(2).last[0].extra == dict(seed=3, run=f"{train.name}-seed2")

@@ -151,7 +151,8 @@ def held(folder: str | Path) -> bool:
 def one_at_a_time(path: str | Path) -> Iterator[None]:
     """Hold the lock file beside the file `path` for the block, waiting for any other
     process that holds it: read-modify-write of a table that several processes append to
-    (parallel arms of one study, sweep workers sharing references.csv)."""
+    (parallel arms of one study, sweep workers sharing references.csv). Not re-entrant: a
+    process that holds it must not ask for it again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with lock_file(path).open("a", encoding="utf-8") as fh:

@@ -174,6 +174,8 @@ def _append(table: Path, row: dict, same: tuple[str, ...]) -> Path:
     if not table.is_file():
         return write_csv(table, new)
     frame = pd.read_csv(table)
+    if _already(frame, row, same):
+        return table  # another process made this very score meanwhile: keep one row
     if same and all(c in frame for c in same):
         match = pd.Series(True, index=frame.index)
         for col in same:
@@ -189,6 +191,17 @@ def _append(table: Path, row: dict, same: tuple[str, ...]) -> Path:
             )
             frame = frame[~stale]
     return write_csv(table, pd.concat([frame, new], ignore_index=True))
+
+
+def _already(frame: pd.DataFrame, row: dict, same: tuple[str, ...]) -> bool:
+    """Whether `frame` holds a row with `row`'s identity and its values of `same`."""
+    keys = ("identity", *same)
+    if not all(k in row and k in frame for k in keys):
+        return False
+    match = pd.Series(True, index=frame.index)
+    for col in keys:
+        match &= frame[col].astype(str) == str(row[col])
+    return bool(match.any())
 
 
 class FolderInUse(ValueError):

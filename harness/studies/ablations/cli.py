@@ -17,7 +17,7 @@ import pandas as pd
 from ablations import ABLATIONS
 from harness.common.cli import guarded
 from harness.studies.ablations.commands import commands_table
-from harness.studies.ablations.report import SHOWN, build
+from harness.studies.ablations.report import SHOWN
 from harness.studies.ablations.run import run_all
 from harness.studies.core.scale import SCALES
 
@@ -65,12 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     print(rows[[c for c in SHOWN if c in rows]].to_string(index=False))
     print(f"report: {args.out / 'report.md'} ({len(summary['ablations'])} ablations)")
     return 0
-
-
-def redraw(folder: Path, reference: Path | None = None) -> str:
-    """`python -m harness.report DIR` on an ablations folder; returns what to print."""
-    summary = build(folder)
-    return f"report: {folder / 'report.md'} ({len(summary['ablations'])} ablations)"
 
 
 if __name__ == "__main__":

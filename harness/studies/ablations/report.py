@@ -380,3 +380,9 @@ def draw(files: dict, stage: Path) -> dict:
     write_json(stage / "summary.json", plain(summary))
     write_text(stage / "report.md", report_md(files, summary, rows, samples))
     return summary
+
+
+def redraw(folder: Path, reference: Path | None = None) -> str:
+    """`python -m harness.report DIR` on an ablations folder; returns what to print."""
+    summary = build(folder)
+    return f"report: {folder / 'report.md'} ({len(summary['ablations'])} ablations)"

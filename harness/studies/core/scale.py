@@ -108,7 +108,7 @@ SCALES: dict[str, Scale] = {
         overrides=cpu_recipe.OVERRIDES,
         sizes=cpu_recipe.SIZES,
         backbone_steps=cpu_recipe.STEPS,
-        evaluator=cpu_recipe.EVALUATOR,
+        evaluator=EvaluatorRecipe(**cpu_recipe.EVALUATOR),
     ),
     "gpu": Scale(
         steps=5000,

@@ -7,8 +7,8 @@ score is reused only when its identity matches, see `harness.pipeline.provenance
 bit-identical to one uninterrupted run, since resume is exact), makes the scores after each
 chunk, and returns one row per score: step, the metric columns, the identity, the costs and
 the run's training wall time. It takes a list of training seeds (each arm is trained again
-per seed, named `<name>-seed<s>` for s > 0) and can hand the arms to parallel worker
-processes (one thread each: matched arms of one seed side by side).
+per seed, named `<name>-seed<s>` for s > 0) and can hand the arms of one seed (matched
+vanilla and TPDiff) to parallel worker processes, one thread each.
 
 A config is split into what training depends on and what only sampling changes
 (`split_sampling`): configs that differ only in sampling settings (renoising, steps per
@@ -85,8 +85,9 @@ def costs(run: Path, cfg: Config) -> dict[str, float]:
 @contextmanager
 def run_lock(run: Path) -> Iterator[None]:
     """Exclusive use of a run folder across processes (two sweep workers that drew the same
-    training config take turns; the second finds the work done)."""
-    with owned(run, "training run", wait=True, quiet=True):
+    training config take turns, the waiting one saying whom it waits for; the second finds
+    the work done)."""
+    with owned(run, "training run", wait=True):
         yield
 
 
@@ -109,15 +110,19 @@ class Arm:
             raise ValueError(f"steps={self.cfg.steps} must be a multiple of evals={self.evals}")
 
     def with_seed(self, seed: int) -> Arm:
-        """This arm trained with its config's seed + `seed` (itself for 0); rows that carry
-        columns (`extra`) name the seed and the seeded run."""
+        """This arm trained with its config's seed + `seed` (itself for 0), in the run folder
+        `<name>-seed<seed>`; its rows name that run and their seed offset (`seed` column:
+        the arm's own offset, if its rows carry one, + `seed`)."""
         if not seed:
             return self
         cfg = self.cfg.replace(seed=self.cfg.seed + seed, name=f"{self.cfg.name}-seed{seed}")
 
         def seeded(evaluations: tuple[Evaluation, ...]) -> tuple[Evaluation, ...]:
-            return tuple(dataclasses.replace(e, extra=e.extra | dict(seed=seed, run=cfg.name))
-                         if e.extra else e for e in evaluations)  # fmt: skip
+            return tuple(
+                dataclasses.replace(e, extra=e.extra | dict(seed=e.extra.get("seed", 0) + seed,
+                                                            run=cfg.name))
+                for e in evaluations
+            )  # fmt: skip
 
         return dataclasses.replace(self, cfg=cfg, every=seeded(self.every), last=seeded(self.last))
 
@@ -150,8 +155,8 @@ def score_arm(arm: Arm, options: MetricOptions, on_score: OnScore | None = None,
                 if QUALITY.lower() in e.metrics and not math.isfinite(row[QUALITY]):
                     raise FloatingPointError(f"{QUALITY} is {row[QUALITY]} at step {step} of {run}")
                 scored.append(row | costs(run, sampling_config(train, e.changes)))
+        rows += scored
         for row in scored:
-            rows.append(row)
             if on_score is not None:
                 on_score(step, row)
     return rows
@@ -171,18 +176,22 @@ def train_and_score(
     progress: bool = False,
 ) -> list[dict]:
     """Every arm at every training seed (`Arm.with_seed`), trained and scored; returns the
-    rows arm by arm in order (seed-major: the arms of seed 0 first). `workers` > 1 hands the
-    arms of one seed to that many worker processes at once (each one thread; `on_score`
-    needs `workers` = 1)."""
-    seeded = [arm.with_seed(s) for s in seeds for arm in arms]
+    rows arm by arm, seed by seed (the arms of the first seed first). `workers` > 1 hands
+    the arms of one seed (e.g. vanilla and TPDiff) to that many worker processes side by
+    side, one thread each, then the next seed's; `on_score` needs `workers` = 1."""
     if workers <= 1:
+        seeded = [arm.with_seed(s) for s in seeds for arm in arms]
         return [row for arm in seeded for row in score_arm(arm, options, on_score, progress)]
     if on_score is not None:
         raise ValueError("on_score runs in this process: use workers=1 with it")
     spawn = multiprocessing.get_context("spawn")  # CUDA and OpenMP state are not forked
+    rows = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        done = pool.map(_one_thread, seeded, [options] * len(seeded), [progress] * len(seeded))
-        return [row for rows in done for row in rows]
+        for s in seeds:
+            seeded = [arm.with_seed(s) for arm in arms]
+            done = pool.map(_one_thread, seeded, [options] * len(seeded), [progress] * len(seeded))
+            rows += [row for arm_rows in done for row in arm_rows]
+    return rows
 
 
 def trial_arm(cfg: Config, points: Points, metrics: Sequence[str]) -> Arm:

@@ -520,3 +520,16 @@ def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, su
 
 
 COMMITTED = Path(__file__).resolve().parents[3] / "results" / "paper"
+HOLDS = ("evals.csv", "cost_plans.csv")  # what a paper-suite folder holds
+
+
+def redraw(folder: Path, reference: Path | None) -> str:
+    """Redraw the report of a paper-suite `folder` (beside the committed `reference`,
+    skipped when it is that folder); returns what to print."""
+    missing = [n for n in HOLDS if not (folder / n).exists()]
+    if missing:
+        raise ValueError(f"{folder} lacks {missing}: run python -m harness.run --suite paper "
+                         f"--out {folder} first")  # fmt: skip
+    same = reference is not None and folder.resolve() == reference.resolve()
+    summary = build(folder, None if same else reference)
+    return f"{json.dumps(summary, indent=2)}\nreport: {folder / 'report.md'}"

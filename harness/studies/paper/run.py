@@ -46,7 +46,7 @@ from harness.studies.paper import report
 
 REFERENCE = report.COMMITTED  # results/paper: the committed results of one full CPU run
 # evaluations that stand for each other unless their identities differ
-EVAL_KEY = ("run", "step", "renoise", "n")
+EVAL_KEY = ("run", "role", "step", "renoise", "n")
 # backbones trained again with align=false (the alignment ablation), per scale
 ALIGN_ABLATION = {"gpu": ("dit", "unet")}  # other scales: ("dit",)
 SEED_RUNS = ("dit",)  # backbones whose pair is trained again with seed + 1 (the seed spread)

@@ -12,7 +12,7 @@ import pandas as pd
 from harness.common.cli import add_debug_flag, guarded
 from harness.common.lock import owned
 from harness.studies.recipe import run
-from harness.studies.recipe.report import build
+from harness.studies.recipe.report import redraw
 from harness.studies.recipe.run import CANDIDATES, OUT, study
 
 
@@ -45,12 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
     guarded(parser.prog, args.debug, held)
     return 0
-
-
-def redraw(folder: Path, reference: Path | None = None) -> str:
-    """`python -m harness.report DIR` on a recipe folder; returns what to print."""
-    table = build(folder, list(CANDIDATES))
-    return f"report: {folder / 'report.md'} ({table['candidate'].nunique()} candidates)"
 
 
 if __name__ == "__main__":

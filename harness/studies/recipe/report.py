@@ -12,6 +12,7 @@ from harness.studies.core.inputs import read_csv_strict
 from harness.studies.core.staging import staged
 from harness.studies.core.verdicts import QUALITY_BAR_FVD as FVD_BAR
 from harness.studies.core.verdicts import QUALITY_BAR_PA as PA_BAR
+from harness.studies.recipe.candidates import CANDIDATES
 
 
 def report_md(table: pd.DataFrame, candidates: list[str]) -> str:
@@ -59,3 +60,9 @@ def build(out: Path, candidates: list[str]) -> pd.DataFrame:
     with staged(out) as stage:
         write_text(stage / "report.md", report_md(table, candidates))
     return table
+
+
+def redraw(folder: Path, reference: Path | None = None) -> str:
+    """`python -m harness.report DIR` on a recipe folder; returns what to print."""
+    table = build(folder, list(CANDIDATES))
+    return f"report: {folder / 'report.md'} ({table['candidate'].nunique()} candidates)"

@@ -3,10 +3,11 @@
 Each candidate is a vanilla baseline (`baselines/<backbone>-vanilla.toml`) with a few levers
 changed: canvas and digit size, digits per clip, the tiny autoencoder (latent diffusion),
 backbone size and patch, learning-rate schedule, EMA, batch, steps, guidance. It is trained
-in chunks (`trials.train_and_score`, resumable, bit-identical to one run) and scored at each
-chunk end on `n` videos: FVD-md with its 90 % bootstrap interval and PA-md-digit. The real
-vs real and noise vs real references are scored at the same n on the candidate's data, so
-every row says how far from "learned nothing" and from "as good as real data" it is.
+in chunks (`harness.studies.core.train_and_score`, resumable, bit-identical to one run) and
+scored at each chunk end on `n` videos: FVD-md with its 90 % bootstrap interval and
+PA-md-digit. The real vs real and noise vs real references are scored at the same n on the
+candidate's data, so every row says how far from "learned nothing" and from "as good as
+real data" it is.
 
     python -m harness.studies.recipe                    # every candidate into results/recipe/
     python -m harness.studies.recipe dit-latent unet-latent --n 128
@@ -27,36 +28,18 @@ from tqdm.auto import tqdm
 
 from harness.common.config import Config
 from harness.common.io import write_csv, write_text
-from harness.metrics import MetricOptions
+from harness.metrics import EvaluatorRecipe, MetricOptions
 from harness.pipeline.evaluate import reference_scores
 from harness.pipeline.sample import main as sample_main
 from harness.studies.core import cpu_recipe
 from harness.studies.core.scale import BASELINES, Points
 from harness.studies.core.train_and_score import split_sampling, train_and_score, trial_arm
 from harness.studies.core.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA, bar_misses
+from harness.studies.recipe.candidates import CANDIDATES, DATA  # noqa: F401
 from harness.studies.recipe.report import report_md
 
 OUT = Path(__file__).resolve().parents[3] / "results" / "recipe"
-# the data and evaluator every candidate shares, and the recipe's levers (cpu_recipe)
-DATA, EVALUATOR, OPTIM = cpu_recipe.DATA, cpu_recipe.EVALUATOR, cpu_recipe.OPTIM
-GUIDED, LATENT = cpu_recipe.GUIDED, cpu_recipe.LATENT
-# name -> (backbone, steps, overrides on baselines/<backbone>-vanilla.toml)
-CANDIDATES: dict[str, tuple[str, int, dict]] = {
-    "dit-pixel-p4": ("dit", 1500, DATA | OPTIM | GUIDED | dict(size="small-p4")),
-    "dit-latent": ("dit", 1500, DATA | OPTIM | GUIDED | LATENT | dict(size="small-p2")),
-    "dit-latent-noguide": ("dit", 1500, DATA | OPTIM | LATENT | dict(size="small-p2")),
-    "dit-latent-long": ("dit", 3000, DATA | OPTIM | GUIDED | LATENT | dict(size="small-p2")),
-    "dit-latent-6k": ("dit", 6000, DATA | OPTIM | GUIDED | LATENT | dict(size="small-p2")),
-    "dit-base-latent-6k": ("dit", 6000, DATA | OPTIM | GUIDED | LATENT | dict(size="base-p2")),
-    # the two levers of the recipe, one at a time at the recipe's steps: pixels instead of
-    # latents (4x4-pixel patches: the same 16 tokens per frame), and no guidance
-    "dit-pixel-p4-6k": ("dit", 6000, DATA | OPTIM | GUIDED | dict(size="small-p4")),
-    "dit-latent-noguide-6k": ("dit", 6000, DATA | OPTIM | LATENT | dict(size="small-p2")),
-    "unet-pixel": ("unet", 1500, DATA | OPTIM | GUIDED | dict(size="lite")),
-    "unet-latent": ("unet", 1500, DATA | OPTIM | GUIDED | LATENT | dict(size="lite")),
-    "unet-latent-long": ("unet", 2000, DATA | OPTIM | GUIDED | LATENT | dict(size="lite")),
-    "unet-latent-6k": ("unet", 6000, DATA | OPTIM | GUIDED | LATENT | dict(size="lite")),
-}
+EVALUATOR = EvaluatorRecipe(**cpu_recipe.EVALUATOR)  # every candidate's, on the same data
 METRICS = ["fvd-md", "pa-md"]
 FVD_BAR, PA_BAR = QUALITY_BAR_FVD, QUALITY_BAR_PA  # the bar of a model that learns
 

@@ -1,7 +1,7 @@
 """`python -m harness.report DIR [--reference DIR]`: redraw the report of a results folder
 from its files alone, without retraining.
 
-The study is picked from what the folder holds (`registry.REPORTS`: `ablations.json`, an
+The study is picked from what the folder holds (`REPORTS`: `ablations.json`, an
 ablations folder; `evals.csv`, a paper-suite folder; `recipe.csv`, a recipe-study folder).
 Every input is checked first: a torn or inconsistent folder ends with one line naming the
 file, the problem and the fix (exit 2), and nothing is written; the outputs are written all
@@ -12,11 +12,37 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.common.cli import add_debug_flag, guarded
-from harness.studies.paper.report import COMMITTED
-from harness.studies.suites.registry import report_for
+from harness.studies.ablations import report as ablations
+from harness.studies.paper import report as paper
+from harness.studies.recipe import report as recipe
+
+
+@dataclass(frozen=True)
+class Report:
+    holds: str  # the file that marks a folder of the study
+    redraw: Callable[[Path, Path | None], str]  # (folder, reference) -> what to print
+
+
+# which study's report a folder takes: the first entry whose file it holds
+REPORTS: dict[str, Report] = {
+    "ablations": Report("ablations.json", ablations.redraw),
+    "paper": Report("evals.csv", paper.redraw),
+    "recipe": Report("recipe.csv", recipe.redraw),
+}
+DEFAULT_REPORT = "paper"  # a folder that holds none of the marks: say what a paper folder lacks
+
+
+def report_for(folder: Path) -> Report:
+    """The report of the study whose results `folder` holds."""
+    for entry in REPORTS.values():
+        if (folder / entry.holds).is_file():
+            return entry
+    return REPORTS[DEFAULT_REPORT]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference",
         type=Path,
-        default=COMMITTED,
+        default=paper.COMMITTED,
         help="committed results to set beside a paper-suite folder's (default results/paper; "
         "skipped when FOLDER is that folder)",
     )
