@@ -150,9 +150,10 @@ def test_recipe_study_writes_its_table_grid_and_report_and_reuses_scores(tmp_pat
     import harness.pipeline.evaluate as evaluate
     import harness.studies.recipe.run as recipe
     from harness.metrics import EvaluatorRecipe
+    from harness.studies.core import cpu_recipe
 
     monkeypatch.setenv("TPDIFF_CACHE", str(tmp_path / "cache"))
-    tiny = dict(recipe.DATA, size="tiny", batch_size=2, warmup_steps=1, num_videos=32)
+    tiny = dict(cpu_recipe.DATA, size="tiny", batch_size=2, warmup_steps=1, num_videos=32)
     monkeypatch.setattr(recipe, "CANDIDATES", {"tiny": ("dit", 4, tiny)})
     quick = EvaluatorRecipe(
         frames=8, size=16, max_digits=1, digit_size=8, steps=30, heldout=16, batch_size=8

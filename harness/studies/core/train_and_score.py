@@ -46,10 +46,10 @@ from harness.studies.core.protocol import QUALITY, Evaluation
 from harness.studies.core.scale import Points, Scale, scale_config
 
 
-def trial_config(scale: Scale, runs: Path, base: str = "dit-tpdiff", **changes: Any) -> Config:
-    """A sweep trial or ablation variant: baselines/<base>.toml at `scale` (its `trial`
+def trial_config(scale: Scale, runs: Path, **changes: Any) -> Config:
+    """A sweep trial or ablation variant: baselines/dit-tpdiff.toml at `scale` (its `trial`
     points) with `changes` applied, named by the hash of its training config."""
-    cfg = scale_config(scale, base, runs, scale.trial.evals, **changes)
+    cfg = scale_config(scale, "dit-tpdiff", runs, scale.trial.evals, **changes)
     train, _ = split_sampling(cfg)
     return cfg.replace(name=train.name)
 

@@ -35,7 +35,7 @@ from harness.studies.core import cpu_recipe
 from harness.studies.core.scale import BASELINES, Points
 from harness.studies.core.train_and_score import split_sampling, train_and_score, trial_arm
 from harness.studies.core.verdicts import QUALITY_BAR_FVD, QUALITY_BAR_PA, bar_misses
-from harness.studies.recipe.candidates import CANDIDATES, DATA  # noqa: F401
+from harness.studies.recipe.candidates import CANDIDATES
 from harness.studies.recipe.report import report_md
 
 OUT = Path(__file__).resolve().parents[3] / "results" / "recipe"
