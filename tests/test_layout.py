@@ -49,7 +49,7 @@ def test_imports_point_only_downward():
 
 def test_the_top_level_holds_subpackages_and_thin_entry_points():
     files = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert len(files) <= 8, files
+    assert len(files) <= 9, files  # __init__ and one entry point per command
     dirs = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert dirs == set(LAYERS)
     for name in files:

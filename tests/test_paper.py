@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,7 +21,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TPDIFF_CACHE", str(out / "cache"))
-        summary = paper.paper(out, "smoke")
+        summary = paper.paper(out, "smoke", workers=1)  # in this process: monkeypatches apply
     return out, summary
 
 
@@ -34,6 +35,25 @@ def test_matched_runs_differ_only_in_method_fields(tmp_path):
     noalign = configs["dit-flow-tpdiff-noalign"].to_dict()
     tp = configs["dit-flow-tpdiff"].to_dict()
     assert {k for k in tp if tp[k] != noalign[k]} == {"name", "align"}
+    # paired seeds: seed s of both methods differs from seed 0 only in its seed and name
+    assert set(configs) >= {"unet-ddim-vanilla-seed2", "unet-ddim-tpdiff-seed2"}
+    for method in ("vanilla", "tpdiff"):
+        a, b = (
+            configs[f"dit-flow-{method}"].to_dict(),
+            configs[f"dit-flow-{method}-seed2"].to_dict(),
+        )
+        assert {k for k in a if a[k] != b[k]} == {"name", "seed"} and b["seed"] == a["seed"] + 2
+
+
+def test_a_replica_shifts_every_seed(tmp_path):
+    main = paper.run_specs("cpu", paper.design("cpu"))
+    replica = paper.run_specs("cpu", paper.design("cpu", seeds=3, offset=10))
+    assert len(main) == len(replica) and {s.seed for s in main} == {0, 1, 2}
+    assert {s.seed for s in replica} == {10, 11, 12}
+    assert {s.name for s in replica}.isdisjoint({s.name for s in main})
+    assert paper.design("cpu").seeds == (0, 1, 2)
+    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+        paper.design("cpu", seeds=0)
 
 
 @pytest.mark.slow  # the smoke suite they share takes about 80 s
@@ -52,9 +72,13 @@ def test_smoke_suite_writes_every_table_and_plot(smoke):
     # curve points of the matched runs; final points of every run (the ablation and the
     # seed runs included); renoise off at the end of each aligned TPDiff run
     curve, final = evals[evals.role == "curve"], evals[evals.role == "final"]
-    assert len(curve) == 4 * scale.curve.evals and set(curve.n) == {scale.curve.n}
-    assert len(final) == len(runs) + 2 and set(final.n) == {scale.final_n}
+    seeds = scale.seeds
+    # the last snapshot of a main run is its final score (which carries the curve metric)
+    assert len(curve) == 4 * seeds * (scale.curve.evals - 1) and set(curve.n) == {scale.curve.n}
+    assert len(final) == len(runs) + 2 * scale.renoise_seeds and set(final.n) == {scale.final_n}
+    assert sorted(set(evals.seed)) == list(range(seeds))
     assert not evals.duplicated(["run", "step", "renoise", "n"]).any()
+    assert evals["train_threads"].notna().all() and evals["sample_s"].gt(0).all()
     for col in ("KVD-md-lo", "KVD-md-hi", "motion-gap", "motion-gap-lo"):
         assert evals[col].notna().all(), col
     assert (
@@ -85,6 +109,21 @@ def test_smoke_suite_writes_every_table_and_plot(smoke):
     assert sorted(p.stem for p in (out / "grids").glob("*.png")) == sorted(
         r for r in runs if "-seed" not in r
     )
+    # a few uint8 samples of every run's final, for reports without checkpoints
+    for name in runs:
+        kept = np.load(out / "finals" / f"{name}.npz")
+        assert kept["videos"].dtype == np.uint8 and len(kept["captions"]) == scale.grid_samples
+    sweep = pd.read_csv(out / "inference_batches.csv")
+    assert sorted(set(sweep.batch)) == list(scale.batches) and set(sweep.backbone) == {
+        "dit",
+        "unet",
+    }
+    assert job["seeds"] == [0, 1] and job["environment"]["threads"] >= 1
+    assert len(job["instruments"]["evaluator_weights"]) == 16
+    assert set(json.loads((out / "phases.json").read_text())) >= {"train and score", "samples"}
+    verdicts = {(v["claim"], v["backbone"]): v for v in summary["verdicts"]}
+    assert verdicts[("training", "dit")]["seeds"] == [0, 1]
+    assert verdicts[("training", "dit")]["provisional"]  # 2 seeds < 3
 
 
 @pytest.mark.slow  # the smoke suite they share takes about 80 s
@@ -99,8 +138,9 @@ def test_rerun_resumes_without_recomputing(smoke, monkeypatch):
     monkeypatch.setattr(paper, "generate", fail)
     monkeypatch.setattr(paper, "sample_main", fail)
     monkeypatch.setattr(paper, "cost_tables", fail)
+    monkeypatch.setattr(paper, "batch_sweep", fail)
     monkeypatch.setenv("TPDIFF_CACHE", str(out / "cache"))
-    again = paper.paper(out, "smoke")
+    again = paper.paper(out, "smoke", workers=1)
     assert (out / "evals.csv").read_text() == before
     assert again["backbones"] == summary["backbones"]
 
@@ -129,7 +169,7 @@ def test_a_changed_config_is_refused_before_any_work(smoke, tmp_path, monkeypatc
     monkeypatch.setattr(scale_table, "BASELINES", baselines)
     monkeypatch.setattr(train_and_score, "train_main", _never)
     with pytest.raises(FolderInUse) as err:
-        paper.paper(out, "smoke")
+        paper.paper(out, "smoke", workers=1)
     message = str(err.value)
     assert str(out) in message and "--out" in message and "--fresh" in message
     assert "runs.dit-flow-tpdiff" in message
@@ -142,7 +182,7 @@ def test_another_code_revision_is_refused(smoke, tmp_path, monkeypatch):
     monkeypatch.setattr(paper, "code_revision", lambda: "0" * 40)
     monkeypatch.setattr(train_and_score, "train_main", _never)
     with pytest.raises(FolderInUse, match="code: .* there, '0000"):
-        paper.paper(out, "smoke")
+        paper.paper(out, "smoke", workers=1)
 
 
 @pytest.mark.slow  # the smoke suite they share takes about 80 s
@@ -162,7 +202,7 @@ def test_a_score_of_other_weights_is_redone_and_the_old_row_kept_apart(smoke, tm
 
     monkeypatch.setattr(evaluate, "score_checkpoint", fake)
     monkeypatch.setenv("TPDIFF_CACHE", str(smoke[0] / "cache"))
-    paper.paper(out, "smoke")
+    paper.paper(out, "smoke", workers=1)
     assert calls == [("dit-flow-vanilla", "snapshots/step_000002.pt")]
     evals = pd.read_csv(out / "evals.csv")
     row = evals[(evals.run == "dit-flow-vanilla") & (evals.step == 2)]

@@ -185,3 +185,26 @@ def test_pyramid_flow_renoise_needs_nearest_upsampling():
     with pytest.raises(ValueError, match="upsample=nearest"):
         corrective_root("pyramid-flow", 2, "linear", 0.5, 1.0)
     assert Config(renoise="Pyramid-Flow").renoise == "pyramid-flow"
+
+
+@pytest.mark.parametrize("num_stages", [2, 3])
+def test_tpdiff_starts_from_the_frame_reduced_draw_of_vanilla_noise(num_stages):
+    """Paired arms: at one generator seed, TPDiff's stage-0 state is vanilla's starting
+    noise at F_0 frames (pair means, K - 1 times) rescaled to unit variance."""
+    shape = (512, 1, 16, 2, 2)
+    vanilla = uniform_plan("flow", 16, 1, total_steps=2)
+    tpdiff = uniform_plan("flow", 16, num_stages, total_steps=6)
+    start = {}
+    for name, plan in (("vanilla", vanilla), ("tpdiff", tpdiff)):
+        sample(lambda x, u, c: torch.zeros_like(x), "flow", plan, shape,
+               generator=torch.Generator().manual_seed(7), dtype=torch.float64,
+               callback=lambda k, x, name=name: start.setdefault(name, x.clone()))  # fmt: skip
+    factor = 2 ** (num_stages - 1)
+    assert start["tpdiff"].shape[2] == 16 // factor
+    expected = stage_data(start["vanilla"], tpdiff, 0) * factor**0.5
+    assert torch.allclose(start["tpdiff"], expected, atol=1e-12)
+    # still N(0, I): unit variance and uncorrelated neighbouring frames (8,192 values)
+    x = start["tpdiff"]
+    assert abs(float(x.var()) - 1) < 0.05 and abs(float(x.mean())) < 0.05
+    corr = torch.corrcoef(torch.stack([x[:, :, 0].flatten(), x[:, :, 1].flatten()]))[0, 1]
+    assert abs(float(corr)) < 0.05

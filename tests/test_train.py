@@ -280,3 +280,18 @@ def test_sampling_uses_the_trained_plan_and_keeps_other_settings(tmp_path, capsy
     with pytest.raises(SystemExit):
         cli(["--run", str(run), "lr=0.1"])
     assert "['lr'] are fixed by the trained run" in capsys.readouterr().err
+
+
+def test_sampling_in_chunks_keeps_each_chunk_of_videos(tmp_path, monkeypatch):
+    """Sampling runs in chunks, each from its own generator: the first chunk of a large call
+    is exactly a one-chunk call, whatever follows it; vanilla and TPDiff of one run draw the
+    same starting noise chunk by chunk."""
+    from harness.pipeline import sample as sampling
+
+    run = train.main(tiny(tmp_path, "steps=1", "name=c", "method=tpdiff"))
+    monkeypatch.setitem(sampling.SAMPLE_CHUNK, "cpu", 3)
+    seven = sampling.generate(run, dict(num_samples=7), progress=False)
+    three = sampling.generate(run, dict(num_samples=3), progress=False)
+    assert seven.videos.shape[0] == 7 and seven.captions[:3] == three.captions
+    assert torch.equal(seven.videos[:3], three.videos)
+    assert not torch.equal(seven.videos[3:6], three.videos)  # the next chunk: other noise

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from harness.common.threads import apply_thread_policy
+
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 T = TypeVar("T")
 
@@ -24,8 +26,10 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def guarded(prog: str, debug: bool, fn: Callable[[], T]) -> T:
-    """fn(); a USER_ERRORS exception exits 2 with one line on stderr (re-raised if debug)."""
+    """fn() under the CPU thread policy (`harness.common.threads`); a USER_ERRORS exception
+    exits 2 with one line on stderr (re-raised if debug)."""
     try:
+        apply_thread_policy()
         return fn()
     except USER_ERRORS as err:
         if debug:

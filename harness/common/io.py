@@ -123,6 +123,17 @@ def write_torch(path: str | Path, obj: Any) -> Path:
     return path
 
 
+def write_npz(path: str | Path, **arrays: Any) -> Path:
+    """np.savez_compressed `arrays` to `path` via a temporary file and an atomic rename."""
+    import numpy as np
+
+    path = Path(path)
+    with _replacing(path, ".tmp") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    return path
+
+
 def plain(obj: Any) -> Any:
     """`obj` with numpy scalars made Python ones and NaN and infinities made None, through
     dicts, lists and tuples: what JSON can hold."""

@@ -7,6 +7,7 @@ form's target as output. K = 1 plans are ordinary (vanilla) sampling.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from harness.engine.forms import Form, get_form
-from harness.engine.pyramid import StagePlan, jump
+from harness.engine.pyramid import StagePlan, jump, stage_data
 
 Model = Callable[[Tensor, Tensor, Any], Tensor]
 
@@ -41,6 +42,27 @@ def stage_times(u_start: float, u_end: float, steps: int) -> list[float]:
     return [u_start + (u_end - u_start) * i / steps for i in range(steps)] + [u_end]
 
 
+def initial_noise(
+    plan: StagePlan,
+    shape: tuple[int, int, int, int, int],
+    generator: torch.Generator | None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Stage 0's starting noise, derived from one full-rate draw eps ~ N(0, I) of `shape`
+    (B, C, F, H, W): eps itself for a one-stage plan (vanilla), else eps at stage 0's frame
+    rate (`stage_data`: K - 1 halvings, each the mean of a frame pair) times
+    sqrt(F / F_0). The mean of 2^(K-1) independent unit normals has variance 2^-(K-1), so
+    the result is again N(0, I), at F_0 frames; and vanilla and TPDiff sampled with one
+    generator seed start from the same draw (paired arms: common random numbers), TPDiff
+    from its frame-rate-reduced version."""
+    eps = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    if plan.num_stages == 1:
+        return eps
+    first = stage_data(eps, plan, 0)  # (B, C, F_0, H, W)
+    return first * math.sqrt(shape[2] / first.shape[2])
+
+
 @torch.no_grad()
 def sample(
     model: Model,
@@ -58,7 +80,8 @@ def sample(
 ) -> Tensor:
     """Sample videos of the final `shape` (B, C, F, H, W) by running every stage of `plan`.
 
-    Stage 0 starts from N(0, I) at F_0 frames; between stages `pyramid.jump`
+    Stage 0 starts from N(0, I) at F_0 frames (`initial_noise`: the full-rate draw at F_0
+    frames, so vanilla and TPDiff at one seed share it); between stages `pyramid.jump`
     upsamples and renoises (`renoise`: a rule of pyramid.RENOISE_RULES).
     `callback(k, x)` sees the state entering stage k. Random draws use
     `generator` (on `device`, default the generator's device or CPU).
@@ -78,8 +101,7 @@ def sample(
         device = generator.device if generator is not None else torch.device("cpu")
 
     u_dtype = torch.promote_types(dtype, torch.float32)  # u never in reduced precision
-    first = plan.stages[0]
-    x = torch.randn((b, c, first.frames, h, w), generator=generator, dtype=dtype, device=device)
+    x = initial_noise(plan, (b, c, f, h, w), generator, dtype, device)
     bar = tqdm(total=plan.total_steps, desc="sampling", disable=not progress, leave=False)
     for stage in plan.stages:
         if stage.index > 0:

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from harness.common.environment import environment
 from harness.engine.pyramid import StagePlan, make_plan, uniform_plan
 from harness.engine.sampler import sample
 from harness.engine.stagewise import draw_training_batch, stage_probabilities
@@ -231,6 +232,7 @@ def measure_costs(
         training_step_cost_ratio=measured_step / vanilla_step.median_s,
         peak_memory_bytes=max(t_vanilla.peak_memory, t_tpdiff.peak_memory),
         latency=latency,
+        **environment(),  # torch version and threads the times were measured with
     )
     table = stage_table(setup, plan, per_frames, steps, vanilla_step)
     if setup.throughput_batch:
@@ -241,6 +243,32 @@ def measure_costs(
             rates.get(str(f), "") if s != "total" else "" for s, f in zip(table.stage, table.frames)
         ]
     return table, summary
+
+
+def batch_sweep(setup: CostSetup, batches: list[int], device: torch.device,
+                num_stages: int = 3, total_steps: int = 30) -> pd.DataFrame:  # fmt: skip
+    """Sampling time of vanilla and TPDiff (uniform `num_stages` plan, `total_steps`) at
+    each batch of `batches`: one row per batch with the median, fastest and slowest of the
+    setup's repeats of one batch (`vanilla_s`, `vanilla_s_min`, `vanilla_s_max`, the same
+    for `tpdiff_s`), seconds per video, and the FLOP bound. Where the time per video stops
+    falling as the batch grows, arithmetic, not per-call overhead, sets the time."""
+    probe = Probe(setup, device)
+    plan = uniform_plan(setup.form, setup.frames, num_stages, total_steps=total_steps)
+    vanilla = make_plan(setup.form, setup.frames, (), (plan.total_steps,))
+    frames = sorted({st.frames for st in plan.stages} | {setup.frames})
+    macs = {f: count_macs(probe.model, probe.inputs(1, f)).macs for f in frames}
+    bound = plan_macs(macs, vanilla) / plan_macs(macs, plan)
+    rows = []
+    for batch in batches:
+        t_van, t_tp = sampling_times(probe, [vanilla, plan], batch)
+        row = dict(backbone=setup.backbone, form=setup.form, batch=batch, flop_ratio_bound=bound,
+                   repeats=setup.repeats, **environment())  # fmt: skip
+        for arm, t in (("vanilla", t_van), ("tpdiff", t_tp)):
+            row |= {f"{arm}_s": t.median_s, f"{arm}_s_min": t.min_s, f"{arm}_s_max": t.max_s,
+                    f"{arm}_s_per_video": t.median_s / batch}  # fmt: skip
+        row["speedup"] = t_van.median_s / t_tp.median_s
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def setup_for(cfg) -> CostSetup:

@@ -5,10 +5,12 @@
 acts on latent frames exactly as on video frames); the backbone trains and samples on the
 latents and samples are decoded back to video. Like the embedded evaluator it is trained
 deterministically (fixed seed, deterministic algorithms, fresh moving-digits videos with a
-seed no training run uses) and cached under `$TPDIFF_CACHE/autoencoder/<key>.pt`, keyed by a
-hash of its recipe. Latents are scaled to unit variance over the training frames (the scale
-is stored with the weights). Gaussian noise added to the latents during training
-(`latent_noise`) keeps the decoder smooth around the latents a diffusion model produces.
+seed no training run uses). The CPU recipe's weights are committed (`weights/`, see
+`harness.models.cached`); other recipes are cached under
+`$TPDIFF_CACHE/autoencoder/<key>.pt`, keyed by a hash of their recipe. Latents are scaled
+to unit variance over the training frames (the scale is stored with the weights).
+Gaussian noise added to the latents during training (`latent_noise`) keeps the decoder
+smooth around the latents a diffusion model produces.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from harness.data import MovingDigits
-from harness.models.cached import cache_dir, digits, load_cached, recipe_key, save_cached
+from harness.models import cached
+from harness.models.cached import digits, recipe_key
 
 VERSION = 2  # bump when the network or training code changes: old caches are then ignored
 
@@ -146,6 +149,8 @@ def train_autoencoder(recipe: AutoencoderRecipe, progress: bool = False) -> tupl
         "scale": scale,
         "heldout_l1": err,
         "heldout_psnr": 10 * torch.log10(torch.tensor(4.0 / mse)).item(),  # range 2
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     return net.state_dict(), info
 
@@ -159,6 +164,7 @@ class TinyCodec:
         self.net = FrameAutoencoder(recipe.latent_channels, recipe.down, recipe.width)
         self.net.load_state_dict(state_dict)
         self.net.requires_grad_(False).eval()
+        self.sha = cached.state_hash(state_dict)  # the weights' identity
         self.scale = info["scale"]
         self.channels = recipe.latent_channels
         self.spatial = 2**recipe.down
@@ -192,21 +198,28 @@ class TinyCodec:
         return torch.cat([self.decode(z).cpu() for z in latents.split(max(batch, 64))])
 
 
+def autoencoder_weights(
+    recipe: AutoencoderRecipe, root: str | Path | None = None, progress: bool = True
+) -> cached.Trained:
+    """The weights of `recipe`: committed (weights/autoencoder/), cached, or trained now."""
+
+    def train() -> tuple[dict, dict]:
+        state_dict, info = train_autoencoder(recipe, progress=progress)
+        if progress:
+            print(f"autoencoder held-out: L1 {info['heldout_l1']:.4f}, "
+                  f"PSNR {info['heldout_psnr']:.1f}")  # fmt: skip
+        return state_dict, info
+
+    return cached.obtain("autoencoder", recipe, VERSION, recipe.key(), train, root, progress)
+
+
 def load_autoencoder(
     recipe: AutoencoderRecipe, root: str | Path | None = None, progress: bool = True
 ) -> TinyCodec:
-    """The cached autoencoder for `recipe`; trains and caches it first if there is none."""
-    path = cache_dir("autoencoder", root) / f"{recipe.key()}.pt"
-    state = load_cached(path, recipe, VERSION)
-    if state is not None:
-        return TinyCodec(recipe, state["state_dict"], state["info"])
-    if progress:
-        print(f"training the tiny autoencoder once ({recipe.steps} steps) -> {path}")
-    state_dict, info = train_autoencoder(recipe, progress=progress)
-    save_cached(path, recipe, VERSION, state_dict, info)
-    if progress:
-        print(f"autoencoder held-out: L1 {info['heldout_l1']:.4f}, PSNR {info['heldout_psnr']:.1f}")
-    return TinyCodec(recipe, state_dict, info)
+    """The autoencoder of `recipe`: the committed weights when weights/manifest.json lists
+    it, else the cached ones, training them once first."""
+    trained = autoencoder_weights(recipe, root, progress)
+    return TinyCodec(recipe, trained.state_dict, trained.info)
 
 
 class EncodedDataset(Dataset):

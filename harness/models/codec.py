@@ -29,7 +29,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from harness.models.autoencoder import EncodedDataset, TinyCodec, load_autoencoder, recipe_for
+from harness.models.autoencoder import (
+    EncodedDataset,
+    TinyCodec,
+    autoencoder_weights,
+    load_autoencoder,
+    recipe_for,
+)
 
 if TYPE_CHECKING:
     from harness.common.config import Config
@@ -107,6 +113,15 @@ class TinyAutoencoderCodec:
 
     def cached_captions(self) -> list[str] | None:
         return None
+
+
+def trained_codec_hash(cfg: Config) -> str | None:
+    """The hash of the trained weights cfg's codec decodes with (the tiny autoencoder's:
+    committed, cached or trained now), or None for pixels and pretrained VAEs (named by
+    their folder in the config)."""
+    if cfg.latent_channels and not cfg.pretrained:
+        return autoencoder_weights(recipe_for(cfg), progress=False).sha
+    return None
 
 
 def codec_for(cfg: Config, progress: bool = True) -> Codec:

@@ -12,6 +12,7 @@ training run or sampling caption uses, so moving-digits references are unseen vi
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from harness.metrics import (
     VideoSet,
     compute_metrics,
 )
+from harness.metrics.evaluator import evaluator_weights
+from harness.models.codec import trained_codec_hash
 from harness.pipeline.build import build_data
 from harness.pipeline.provenance import (
     ResultIdentity,
@@ -64,16 +67,20 @@ def score_checkpoint(
     path relative to the run; sampling `changes` such as {"renoise": False}) and score them
     against n unseen real videos of the run's dataset (`real`: that set, already built by
     `reference_videos`, when scoring several checkpoints of one run). Returns
-    {metric column: value}."""
+    {metric column: value} and the seconds it took to sample (`sample_s`) and to score
+    (`metrics_s`: features, distances and their bootstrap intervals)."""
     from harness.pipeline.sample import generate
 
     changes = dict(changes or {}, num_samples=n, device=options.device)
+    start = time.perf_counter()
     gen = generate(Path(run), changes, checkpoint=checkpoint, progress=progress)
+    sampled = time.perf_counter()
     options = for_data(options, gen.config)
     fake = VideoSet(gen.videos, tuple(gen.captions))
     if real is None:  # sampling changes leave the data keys alone: the run's own data
         real = reference_videos(gen.config, n)
-    return compute_metrics(fake, real, names, options, progress=progress)
+    scores = compute_metrics(fake, real, names, options, progress=progress)
+    return scores | dict(sample_s=sampled - start, metrics_s=time.perf_counter() - sampled)
 
 
 def evaluator_recipe(cfg: Config) -> EvaluatorRecipe:
@@ -90,10 +97,28 @@ def for_data(options: MetricOptions, cfg: Config) -> MetricOptions:
     return dataclasses.replace(options, evaluator=evaluator_recipe(cfg))
 
 
+EVALUATOR_METRICS = {"fvd-md", "kvd-md", "pa-md"}  # the metrics the embedded evaluator makes
+
+
+def instruments(names: list[str], options: MetricOptions, cfg: Config) -> dict[str, str]:
+    """The hashes of the trained instruments a score of cfg's run depends on: the embedded
+    evaluator's weights (when a metric of `names` uses it) and the tiny autoencoder's that
+    decodes the samples (latent_channels > 0): committed, cached or trained now."""
+    out = {}
+    if EVALUATOR_METRICS & set(names):
+        recipe = for_data(options, cfg).evaluator
+        out["evaluator_weights"] = evaluator_weights(recipe, options.cache or None, False).sha
+    codec = trained_codec_hash(cfg)
+    if codec is not None:
+        out["autoencoder_weights"] = codec
+    return out
+
+
 def metrics_key(names: list[str], options: MetricOptions, cfg: Config) -> str:
-    """Hash of what a score's value depends on besides the videos: the metric names, the
-    options that pick the metric models (I3D file and recipe, CLIP folder) and the
-    evaluator recipe at cfg's shape (its key), and how the real reference is drawn."""
+    """Hash of what a score's value depends on besides the trained run: the metric names,
+    the options that pick the metric models (I3D file and recipe, CLIP folder), the
+    evaluator recipe at cfg's shape (its key) and the hashes of the evaluator's and the
+    autoencoder's weights (`instruments`), and how the real reference is drawn."""
     recipe = for_data(options, cfg).evaluator
     return digest(
         dict(
@@ -103,6 +128,7 @@ def metrics_key(names: list[str], options: MetricOptions, cfg: Config) -> str:
             clip=options.clip if "clipsim" in names else "",
             evaluator=recipe.key(),
             real_seed_offset=REAL_SEED_OFFSET,
+            **instruments(names, options, cfg),
         )
     )
 
@@ -171,7 +197,8 @@ def score_or_reuse(
     and appended (older rows that share the `same` columns but not the identity are moved
     aside, see provenance.append_result). `real()` gives the real reference videos (built
     once by the caller for all scores of a run). Returns the row: `extra`, the identity
-    columns, step, train_flops, train_wall_s and the metric columns."""
+    columns, step, train_flops, train_wall_s, the thread count and torch version training ran
+    with, and the metric columns."""
     from harness.pipeline.sample import plan_tag, sampling_config
 
     info = checkpoint_info(Path(run) / checkpoint)
@@ -193,7 +220,13 @@ def score_or_reuse(
         run, n, options, names, checkpoint, changes, reference, progress=progress
     )
     row = dict(extra or {}) | identity.columns()
-    row |= dict(step=info.step, train_flops=info.train_flops, train_wall_s=info.wall_time_s)
+    row |= dict(
+        step=info.step,
+        train_flops=info.train_flops,
+        train_wall_s=info.wall_time_s,
+        train_threads=info.environment.get("threads"),
+        torch=info.environment.get("torch"),
+    )
     row |= scores
     append_result(table, row, same)
     return row

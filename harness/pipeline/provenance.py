@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class CheckpointInfo:
     train_flops: float  # cumulative training FLOPs at `step`
     wall_time_s: float  # cumulative training compute time at `step`
     config: dict  # the resolved training config the weights were trained with
+    environment: dict = field(default_factory=dict)  # torch and threads it was trained with
 
     @property
     def key(self) -> str:
@@ -115,6 +116,7 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
         train_flops=float(state["train_flops"]),
         wall_time_s=float(state["wall_time_s"]),
         config=state["config"],
+        environment=state.get("environment") or {},  # older checkpoints: not recorded
     )
 
 

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from harness.common.cli import guarded
 from harness.common.config import Config, config_parser
+from harness.common.environment import environment
 from harness.common.io import write_json
 from harness.common.lock import owned
 from harness.data import collate
@@ -225,7 +226,8 @@ def resume_or_start(cfg: Config, device: torch.device, rank: int, world: int) ->
     if rank == 0:
         macs_by_frames = {str(f): m for f, m in macs.items()}
         record = dict(config=cfg.to_dict(), git=code_revision(), plan=built.plan.to_dict(),
-                      world_size=world, forward_macs=macs_by_frames)  # fmt: skip
+                      world_size=world, forward_macs=macs_by_frames,
+                      environment=environment())  # fmt: skip
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(cfg.run_dir / "config.json", record)
         missing = truncate_log(cfg.run_dir / "log.jsonl", session.step)
@@ -382,6 +384,7 @@ def save(s: Session, end: int) -> None:
             world_size=s.world,
             config=cfg.to_dict(),
             git=code_revision(),
+            environment=environment(),
             plan=s.built.plan.to_dict(),
         )
         if snapshot:  # weights only, for quality-vs-cost curves

@@ -21,4 +21,11 @@ SIZES = {"dit": "small-p2", "unet": "lite"}
 STEPS = {"dit": 6000, "unet": 3000}
 # the evaluator's settings, EvaluatorRecipe(**EVALUATOR) (plain data: this module imports nothing)
 EVALUATOR = dict(frames=8, size=16, max_digits=1, digit_size=8, width=8, embed_dim=32)
-N = 128  # videos per final score
+N = 128  # videos per sweep-trial and ablation score
+# the paper suite's pre-registered design (docs/paper-suite.md): training seeds per main arm,
+# videos per final score (and its references), curve snapshots per run (the last is the
+# final score) and videos per curve point
+SEEDS = 3
+FINAL_N = 1024
+CURVE_POINTS = 6
+CURVE_N = 256

@@ -50,9 +50,11 @@ def x_axis(curves: pd.DataFrame, x: str) -> tuple[float, str]:
 def plot_quality(
     curves: pd.DataFrame, x: str, path: Path, quality: str, targets: dict | None = None
 ) -> None:
-    """Quality vs cumulative training cost, a panel per backbone/form, a line per variant,
-    its 90 % bootstrap band shaded (columns `<quality>-lo` / `-hi`), and vanilla's target
-    (median of its last 3 points) as a dotted line when `targets[backbone]` is given."""
+    """Quality vs cumulative training cost, a panel per backbone/form, a line per variant:
+    with one seed, its curve and 90 % bootstrap band (columns `<quality>-lo` / `-hi`); with
+    several, every seed's curve thin and the seeds' median at each step bold. Vanilla's
+    target (the worst vanilla seed's end level) is a dotted line when `targets[backbone]`
+    is given."""
     pairs = sorted(curves[["backbone", "form"]].drop_duplicates().itertuples(index=False))
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4), squeeze=False)
     scale, xlabel = x_axis(curves, x)
@@ -62,18 +64,30 @@ def plot_quality(
             v = g[g.variant == variant].sort_values(x)
             if v.empty:
                 continue
-            ax.plot(v[x] / scale, v[quality], markersize=5, linewidth=2, **style)
-            if f"{quality}-lo" in v:
-                ax.fill_between(v[x] / scale, v[f"{quality}-lo"], v[f"{quality}-hi"],
-                                color=style["color"], alpha=0.18, linewidth=0)  # fmt: skip
+            seeds = sorted(v["seed"].unique()) if "seed" in v else [0]
+            if len(seeds) == 1:
+                ax.plot(v[x] / scale, v[quality], markersize=5, linewidth=2, **style)
+                if f"{quality}-lo" in v:
+                    ax.fill_between(v[x] / scale, v[f"{quality}-lo"], v[f"{quality}-hi"],
+                                    color=style["color"], alpha=0.18, linewidth=0)  # fmt: skip
+                continue
+            thin = {k: val for k, val in style.items() if k != "label"}
+            for i, seed in enumerate(seeds):
+                one = v[v.seed == seed]
+                ax.plot(one[x] / scale, one[quality], markersize=3, linewidth=0.8, alpha=0.45,
+                        label=f"{style['label']}, each seed" if i == 0 else None,
+                        **thin)  # fmt: skip
+            mid = v.groupby("step")[[x, quality]].median().sort_values(x)
+            ax.plot(mid[x] / scale, mid[quality], markersize=5, linewidth=2.2, **thin,
+                    label=f"{style['label']}, median of {len(seeds)} seeds")  # fmt: skip
         if targets and targets.get(backbone) is not None:
             ax.axhline(targets[backbone], color="#1f77b4", linestyle=":", linewidth=1,
-                       label="target: vanilla's last-3 median")  # fmt: skip
+                       label="target: worst vanilla seed's end level")  # fmt: skip
         ax.set_title(f"{backbone} + {form}")
         ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel(f"{quality} (lower is better; band: 90 % bootstrap)")
+        ax.set_ylabel(f"{quality} (lower is better)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.suptitle(f"Quality vs training cost (Fig. 5 analogue; {quality})")
     fig.tight_layout()
     save_figure(fig, path)

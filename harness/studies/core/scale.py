@@ -44,7 +44,13 @@ class Scale:
     sizes: dict[str, str] = field(default_factory=dict)  # backbone -> size (else the baseline's)
     backbone_steps: dict[str, int] = field(default_factory=dict)  # backbone -> steps
     evaluator: EvaluatorRecipe | None = None  # None: the default recipe at the run's shape
-    grid_samples: int = 8  # videos in each sample grid
+    grid_samples: int = 8  # videos in each sample grid (and kept of each final, as uint8)
+    # the paper suite's design (docs/paper-suite.md, "Pre-registered design")
+    seeds: int = 3  # training seeds of every main arm (--seeds)
+    align_seeds: int = 1  # of them, how many the alignment ablation is trained with
+    renoise_seeds: int = 3  # of them, how many TPDiff runs are also sampled without renoising
+    workers: int = 1  # runs trained side by side, one thread each (1: one process, all threads)
+    batches: tuple[int, ...] = (1, 2, 4, 8)  # the inference batch sweep
 
     def __post_init__(self):
         for backbone, steps in {"": self.steps, **self.backbone_steps}.items():
@@ -86,6 +92,9 @@ SCALES: dict[str, Scale] = {
         overrides=TINY,
         evaluator=TINY_EVALUATOR,
         grid_samples=2,
+        seeds=1,
+        renoise_seeds=1,
+        batches=(1, 2),
     ),  # fmt: skip
     # every code path of the paper suite, not the figures (CI): 4 curve points, 6-step sampling
     "smoke": Scale(
@@ -97,18 +106,27 @@ SCALES: dict[str, Scale] = {
         overrides=TINY,
         evaluator=TINY_EVALUATOR,
         grid_samples=2,
+        seeds=2,
+        renoise_seeds=2,
+        workers=2,
+        batches=(1, 2, 4),
     ),  # fmt: skip
-    # the CPU reference recipe (cpu_recipe): about 6 minutes per TPDiff trial on 2 CPU cores
+    # the CPU reference recipe (cpu_recipe): about 6 minutes per TPDiff trial on 2 CPU cores;
+    # the paper suite's design at this scale is pre-registered in docs/paper-suite.md
     "cpu": Scale(
         steps=max(cpu_recipe.STEPS.values()),
         device="cpu",
-        curve=Points(8, 64),
-        final_n=cpu_recipe.N,
+        curve=Points(cpu_recipe.CURVE_POINTS, cpu_recipe.CURVE_N),
+        final_n=cpu_recipe.FINAL_N,
         trial=Points(3, cpu_recipe.N),
         overrides=cpu_recipe.OVERRIDES,
         sizes=cpu_recipe.SIZES,
         backbone_steps=cpu_recipe.STEPS,
         evaluator=EvaluatorRecipe(**cpu_recipe.EVALUATOR),
+        seeds=cpu_recipe.SEEDS,
+        renoise_seeds=cpu_recipe.SEEDS,
+        workers=2,
+        batches=(1, 2, 4, 8, 16, 32, 64),
     ),
     "gpu": Scale(
         steps=5000,
@@ -117,5 +135,6 @@ SCALES: dict[str, Scale] = {
         final_n=2048,
         trial=Points(5, 512),
         overrides=GPU,
+        batches=(1, 2, 4, 8, 16, 32, 64),
     ),  # fmt: skip
 }

@@ -7,8 +7,8 @@ score is reused only when its identity matches, see `harness.pipeline.provenance
 bit-identical to one uninterrupted run, since resume is exact), makes the scores after each
 chunk, and returns one row per score: step, the metric columns, the identity, the costs and
 the run's training wall time. It takes a list of training seeds (each arm is trained again
-per seed, named `<name>-seed<s>` for s > 0) and can hand the arms of one seed (matched
-vanilla and TPDiff) to parallel worker processes, one thread each.
+per seed, named `<name>-seed<s>` for s > 0) and can hand them to parallel worker processes,
+one thread each.
 
 A config is split into what training depends on and what only sampling changes
 (`split_sampling`): configs that differ only in sampling settings (renoising, steps per
@@ -104,6 +104,7 @@ class Arm:
     last: tuple[Evaluation, ...] = ()
     book: Path | None = None
     same: tuple[str, ...] = ("step", "sampling", "n")
+    every_at_last: bool = True  # False: the last snapshot gets only `last` (which stands in)
 
     def __post_init__(self):
         if self.cfg.steps % self.evals:
@@ -142,7 +143,8 @@ def score_arm(arm: Arm, options: MetricOptions, on_score: OnScore | None = None,
     real = {}  # n -> the real reference videos, built once per run
     rows = []
     for step in range(every, train.steps + 1, every):
-        todo = arm.every + (arm.last if step == train.steps else ())
+        final = step == train.steps
+        todo = (arm.every if not final or arm.every_at_last else ()) + (arm.last if final else ())
         with run_lock(run):
             train_main(train, stop_at=step)
             scored = []
@@ -176,22 +178,20 @@ def train_and_score(
     progress: bool = False,
 ) -> list[dict]:
     """Every arm at every training seed (`Arm.with_seed`), trained and scored; returns the
-    rows arm by arm, seed by seed (the arms of the first seed first). `workers` > 1 hands
-    the arms of one seed (e.g. vanilla and TPDiff) to that many worker processes side by
-    side, one thread each, then the next seed's; `on_score` needs `workers` = 1."""
+    rows arm by arm, seed by seed (the arms of the first seed first). `workers` > 1 runs
+    that many worker processes side by side, one thread each, that take the seeded arms in
+    that order as they free up (the matched arms of the first seed start first); `on_score`
+    needs `workers` = 1."""
     if workers <= 1:
         seeded = [arm.with_seed(s) for s in seeds for arm in arms]
         return [row for arm in seeded for row in score_arm(arm, options, on_score, progress)]
     if on_score is not None:
         raise ValueError("on_score runs in this process: use workers=1 with it")
     spawn = multiprocessing.get_context("spawn")  # CUDA and OpenMP state are not forked
-    rows = []
+    seeded = [arm.with_seed(s) for s in seeds for arm in arms]
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        for s in seeds:
-            seeded = [arm.with_seed(s) for arm in arms]
-            done = pool.map(_one_thread, seeded, [options] * len(seeded), [progress] * len(seeded))
-            rows += [row for arm_rows in done for row in arm_rows]
-    return rows
+        done = pool.map(_one_thread, seeded, [options] * len(seeded), [progress] * len(seeded))
+        return [row for arm_rows in done for row in arm_rows]
 
 
 def trial_arm(cfg: Config, points: Points, metrics: Sequence[str]) -> Arm:

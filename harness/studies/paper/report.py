@@ -35,6 +35,7 @@ from harness.common.io import plain, write_csv, write_json, write_text
 from harness.studies.core import verdicts
 from harness.studies.core.inputs import load_torch_strict, read_csv_strict, read_json_strict
 from harness.studies.core.plots import plot_quality, plot_renoise_strip
+from harness.studies.core.seeds import spread
 from harness.studies.core.staging import staged
 from harness.studies.core.verdicts import Curve, Estimate
 
@@ -60,6 +61,8 @@ SCORES = tuple(f"{m}{s}" for m in ("FVD-md", "KVD-md", "motion-gap", "CLIPSIM")
 PLAN_COLUMNS = ("backbone", "form", "vanilla_sampling_s", "tpdiff_sampling_s",
                 "inference_speedup", "flop_ratio_bound", "measured_over_bound",
                 "training_step_cost_ratio", "training_step_flop_ratio")  # fmt: skip
+SWEEP_COLUMNS = ("backbone", "form", "batch", "flop_ratio_bound", "vanilla_s", "vanilla_s_min",
+                 "vanilla_s_max", "tpdiff_s", "tpdiff_s_min", "tpdiff_s_max")  # fmt: skip
 REFERENCE_KINDS = ("real", "noise", "chance")
 FIX = ("restore the file from git (a committed folder) or rerun the suite into a new folder "
        "(python -m harness.run --suite paper --out NEW)")  # fmt: skip
@@ -77,13 +80,16 @@ class Inputs:
     job: dict  # job.json ({} when absent)
     strip: dict | None  # renoise_strip.pt
     reference: dict | None  # the committed reference folder's summary.json
+    sweep: pd.DataFrame | None = None  # inference_batches.csv (None: an older folder)
+    phases: dict | None = None  # phases.json: where the job's wall-clock time went
 
 
 def load_evals(out: Path) -> pd.DataFrame:
     """evals.csv with training hours, sorted by backbone, variant, role, renoise and step."""
     path = out / "evals.csv"
     evals = read_csv_strict(path, FIX, filled=EVAL_COLUMNS,
-                            numeric=("seed", "step", "n", "train_flops", "train_wall_s", *SCORES),
+                            numeric=("seed", "step", "n", "train_flops", "train_wall_s",
+                                     "sample_s", "metrics_s", *SCORES),
                             flags=("renoise",), key=("run", "role", "step", "renoise"))  # fmt: skip
     odd = sorted(set(evals["role"]) - {"curve", "final"})
     if odd:
@@ -128,7 +134,12 @@ def load(out: Path, reference: Path | None = None) -> Inputs:
     if committed is not None and committed.is_file():
         ref = read_json_strict(committed, "restore it from git or pass another --reference")
     refs = load_references(out, {int(n) for n in evals["n"]})
-    return Inputs(evals, refs, plans, stages, job, strip, ref)
+    sweep = None
+    if (out / "inference_batches.csv").is_file():
+        sweep = read_csv_strict(out / "inference_batches.csv", FIX, filled=SWEEP_COLUMNS,
+                                numeric=SWEEP_COLUMNS[2:], key=("backbone", "batch"))  # fmt: skip
+    phases = read_json_strict(out / "phases.json", FIX) if (out / "phases.json").is_file() else None
+    return Inputs(evals, refs, plans, stages, job, strip, ref, sweep, phases)
 
 
 def curve_metric(curves: pd.DataFrame) -> str:
@@ -160,31 +171,67 @@ def pick(finals: pd.DataFrame, backbone: str, variant: str, renoise: bool = True
     return hit.iloc[-1] if len(hit) else None
 
 
-def seed_spread(finals: pd.DataFrame, backbone: str) -> float | None:
-    """Largest |final FVD-md(seed s) - final FVD-md(seed 0)| over the variants of `backbone`
-    trained again with another seed, or None when none was."""
-    gaps = []
-    for variant in ("vanilla", "tpdiff"):
-        base = pick(finals, backbone, variant)
-        for seed in sorted(set(finals.seed) - {0}):
-            other = pick(finals, backbone, variant, seed=seed)
-            if base is not None and other is not None:
-                gaps.append(abs(float(other[FINAL]) - float(base[FINAL])))
-    return max(gaps) if gaps else None
+def main_seeds(finals: pd.DataFrame, backbone: str) -> list[int]:
+    """The seeds at which both vanilla and TPDiff of `backbone` have a final score: the
+    paired seeds every claim rests on."""
+    have = lambda v: set(finals[(finals.backbone == backbone) & (finals.variant == v)  # noqa: E731
+                                & finals.renoise].seed)  # fmt: skip
+    return sorted(int(s) for s in have("vanilla") & have("tpdiff"))
+
+
+def per_seed(finals: pd.DataFrame, backbone: str, variant: str, metric: str,
+             renoise: bool = True) -> dict[int, Estimate]:  # fmt: skip
+    """{seed: the final `metric` with its bootstrap interval} of one variant."""
+    rows = finals[(finals.backbone == backbone) & (finals.variant == variant)
+                  & (finals.renoise == renoise)]  # fmt: skip
+    out = {int(r.seed): estimate(r, metric) for _, r in rows.iterrows()}
+    return {k: v for k, v in sorted(out.items()) if v is not None}
+
+
+def run_curves(evals: pd.DataFrame) -> pd.DataFrame:
+    """Every main run's quality curve: its curve points, then its final score (which
+    carries the curve metric) as the last point when no curve point was made at that step."""
+    curves = evals[(evals.role == "curve") & evals.renoise]
+    finals = evals[(evals.role == "final") & evals.renoise
+                   & evals.variant.isin(["vanilla", "tpdiff"])]  # fmt: skip
+    have = set(zip(curves.run, curves.step))
+    last = finals[[(r, s) not in have for r, s in zip(finals.run, finals.step)]]
+    last = last[last.run.isin(set(curves.run))]
+    both = pd.concat([curves, last.assign(role="curve")], ignore_index=True)
+    return both.sort_values(["backbone", "variant", "seed", "step"]).reset_index(drop=True)
+
+
+def seed_curves(curves: pd.DataFrame, backbone: str, variant: str, metric: str,
+                x: str) -> dict[int, Curve]:  # fmt: skip
+    """{seed: curve} of one variant, seeds with at least 3 points."""
+    g = curves[(curves.backbone == backbone) & (curves.variant == variant)]
+    return {int(s): as_curve(rows, metric, x) for s, rows in g.groupby("seed")
+            if rows[metric].notna().sum() >= 3}  # fmt: skip
+
+
+def _listed(values) -> str:
+    return "; ".join("inf" if v is None or v == np.inf else f"{v:.6g}" for v in values)
 
 
 def training_cost(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per backbone and cost axis: the time-to-target figures (harness.studies.core.verdicts)."""
+    """Per backbone and cost axis: the time-to-target figures over paired seeds
+    (harness.studies.core.verdicts.time_to_target)."""
     rows = []
     for (backbone, form), g in curves.groupby(["backbone", "form"]):
-        van, tp = g[g.variant == "vanilla"], g[g.variant == "tpdiff"]
-        if len(van) < 3 or len(tp) < 3:
-            continue
         for x in ("train_flops", "train_hours"):
-            t = verdicts.time_to_target(as_curve(van, metric, x), as_curve(tp, metric, x))
+            van = seed_curves(g, backbone, "vanilla", metric, x)
+            tp = seed_curves(g, backbone, "tpdiff", metric, x)
+            if not set(van) & set(tp):
+                continue
+            t = verdicts.time_to_target(van, tp)
+            est = t.pop("estimate")
+            flat = {k: _listed(v) if isinstance(v, list) and k != "seeds" else v
+                    for k, v in t.items()}  # fmt: skip
+            flat["seeds"] = " ".join(str(s) for s in t["seeds"])
             rows.append(dict(backbone=backbone, form=form, axis=x, metric=metric,
-                             vanilla_budget=float(van[x].max()),
-                             tpdiff_budget=float(tp[x].max()), **t))  # fmt: skip
+                             vanilla_budget=float(g[g.variant == "vanilla"][x].max()),
+                             tpdiff_budget=float(g[g.variant == "tpdiff"][x].max()),
+                             provisional=est.provisional, **flat))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -200,36 +247,70 @@ def _noise(row: pd.Series | None, refs: dict, name: str) -> str | None:
                                 n)  # fmt: skip
 
 
-def judge(curves, finals, refs, plans, metric) -> list[dict]:
+def _run_name(backbone: str, variant: str, seed: int) -> str:
+    return f"{backbone} {variant}" + (f" seed {seed}" if seed else "")
+
+
+def inference_verdict(backbone: str, sweep: pd.DataFrame | None, noise: str | None):
+    """The inference verdict of `backbone` from the batch sweep, or inconclusive without
+    one (a folder made by an older harness)."""
+    rows = sweep[sweep.backbone == backbone] if sweep is not None else None
+    if rows is None or rows.empty:
+        return verdicts.Verdict("inference", backbone, "inconclusive", {},
+                                "no inference batch sweep (inference_batches.csv) in this "
+                                "folder: the verdict is taken at the smallest compute-bound "
+                                "batch; rerun the suite into a new folder")  # fmt: skip
+    regime = verdicts.inference_regime(rows.to_dict("records"),
+                                       float(rows.flop_ratio_bound.iloc[0]))  # fmt: skip
+    return verdicts.inference(backbone, regime, noise)
+
+
+def judge(curves, finals, refs, plans, metric, sweep=None) -> list[dict]:
     """One verdict per claim of the paper and backbone (harness.studies.core.verdicts)."""
     out = []
     for plan in plans.to_dict("records"):
         b = plan["backbone"]
-        van, tp = pick(finals, b, "vanilla"), pick(finals, b, "tpdiff")
-        noise_van, noise_tp = _noise(van, refs, f"{b} vanilla"), _noise(tp, refs, f"{b} TPDiff")
-        out.append(verdicts.inference(b, float(plan["inference_speedup"]), noise_tp))
-        g = curves[curves.backbone == b]
-        v_rows, t_rows = g[g.variant == "vanilla"], g[g.variant == "tpdiff"]
-        if len(v_rows) >= 3 and len(t_rows) >= 3:
-            out.append(verdicts.training(b, as_curve(v_rows, metric, "train_flops"),
-                                         as_curve(t_rows, metric, "train_flops"),
-                                         [noise_van, noise_tp]))  # fmt: skip
+        seeds = main_seeds(finals, b) or [0]
+        noise = {v: [_noise(pick(finals, b, v, seed=s), refs, _run_name(b, v, s))
+                     for s in seeds] for v in ("vanilla", "tpdiff")}  # fmt: skip
+        first = next((r for r in noise["tpdiff"] if r), None)
+        out.append(inference_verdict(b, sweep, first))
+        van = seed_curves(curves, b, "vanilla", metric, "train_flops")
+        tp = seed_curves(curves, b, "tpdiff", metric, "train_flops")
+        if set(van) & set(tp):
+            out.append(verdicts.training(b, van, tp, noise["vanilla"] + noise["tpdiff"]))
         else:
             out.append(verdicts.Verdict("training", b, "inconclusive", {},
-                                        "fewer than 3 curve points per run"))  # fmt: skip
-        noalign = pick(finals, b, "tpdiff-noalign")
+                                        "no seed has 3 curve points of both runs"))  # fmt: skip
+        aligned = per_seed(finals, b, "tpdiff", FINAL)
+        unaligned = per_seed(finals, b, "tpdiff-noalign", FINAL)
+        paired_seeds = set(aligned) & set(unaligned)
+        spread = seeds_spread(aligned)
+        noise_noalign = [
+            _noise(
+                pick(finals, b, "tpdiff-noalign", seed=s), refs, _run_name(b, "tpdiff-noalign", s)
+            )
+            for s in sorted(unaligned)
+        ]
         out.append(verdicts.alignment(
-            b, estimate(tp, FINAL), estimate(noalign, FINAL), seed_spread(finals, b),
-            [noise_tp, _noise(noalign, refs, f"{b} TPDiff without alignment")
-             if noalign is not None else None]))  # fmt: skip
-        off = pick(finals, b, "tpdiff", renoise=False)
-        on_est, off_est = estimate(tp, "motion-gap"), estimate(off, "motion-gap")
-        if on_est is None or off_est is None:
+            b, {s: aligned[s] for s in paired_seeds}, {s: unaligned[s] for s in paired_seeds},
+            spread, noise["tpdiff"] + noise_noalign))  # fmt: skip
+        on = per_seed(finals, b, "tpdiff", "motion-gap")
+        off = per_seed(finals, b, "tpdiff", "motion-gap", renoise=False)
+        both = sorted(set(on) & set(off))
+        if not both:
             missing = "no motion-gap scores with and without renoising"
             out.append(verdicts.Verdict("renoise", b, "inconclusive", {}, missing))
         else:
-            out.append(verdicts.renoise(b, on_est, off_est, [noise_tp]))
+            out.append(verdicts.renoise(b, {s: on[s] for s in both}, {s: off[s] for s in both},
+                                        noise["tpdiff"]))  # fmt: skip
     return [plain(v.row() | {"claim_text": verdicts.CLAIMS[v.claim]}) for v in out]
+
+
+def seeds_spread(scores: dict[int, Estimate]) -> float | None:
+    """The seed-to-seed standard deviation of one arm's final scores (None for one seed)."""
+    value = spread([e.value for e in scores.values()])
+    return None if np.isnan(value) else value
 
 
 def build(out: str | Path, reference: str | Path | None = None) -> dict:
@@ -247,7 +328,7 @@ def build(out: str | Path, reference: str | Path | None = None) -> dict:
 def draw(inputs: Inputs, out: Path, stage: Path, reference: Path | None) -> dict:
     """Write the outputs of the folder `out` into `stage` from its checked `inputs`."""
     evals, refs, plans = inputs.evals, inputs.refs, inputs.plans
-    curves = evals[(evals.role == "curve") & evals.renoise & (evals.seed == 0)]
+    curves = run_curves(evals)
     finals = evals[evals.role == "final"]
     metric = curve_metric(curves)
     write_csv(stage / "curves.csv", curves)
@@ -259,17 +340,18 @@ def draw(inputs: Inputs, out: Path, stage: Path, reference: Path | None) -> dict
     plot_quality(curves, "train_hours", stage / "fig5_quality_vs_time.png", metric, targets)
 
     agreement = "CLIPSIM" if "CLIPSIM" in finals else AGREEMENT
-    main = finals[(finals.seed == 0) & finals.renoise]
-    keep = [c for c in ("backbone", "form", "variant", "n", FINAL, f"{FINAL}-lo", f"{FINAL}-hi",
-                        agreement) if c in main]  # fmt: skip
-    align = main[main.variant.str.startswith("tpdiff")][keep].assign(
-        alignment=lambda d: np.where(d.variant == "tpdiff", "on", "off")
-    )
+    main = finals[finals.renoise]
+    keep = [c for c in ("backbone", "form", "variant", "seed", "n", FINAL, f"{FINAL}-lo",
+                        f"{FINAL}-hi", agreement) if c in main]  # fmt: skip
+    align_seeds = set(main[main.variant == "tpdiff-noalign"].seed)
+    align = main[main.variant.str.startswith("tpdiff") & main.seed.isin(align_seeds)][keep]
+    align = align.assign(alignment=lambda d: np.where(d.variant == "tpdiff", "on", "off"))
     write_csv(stage / "table3_alignment.csv", align)
-    tp = finals[(finals.variant == "tpdiff") & (finals.seed == 0)]
-    renoise_cols = [c for c in ("backbone", "form", "renoise", "n", "motion-gap", "motion-gap-lo",
-                                "motion-gap-hi", "stutter", "stutter-real", "flicker",
-                                "flicker-real", FINAL, agreement) if c in tp]  # fmt: skip
+    tp = finals[finals.variant == "tpdiff"]
+    renoise_cols = [c for c in ("backbone", "form", "seed", "renoise", "n", "motion-gap",
+                                "motion-gap-lo", "motion-gap-hi", "stutter", "stutter-real",
+                                "flicker", "flicker-real", FINAL, agreement)
+                    if c in tp]  # fmt: skip
     renoise = tp[renoise_cols]
     write_csv(stage / "fig6_renoise.csv", renoise)
     if inputs.strip is not None:
@@ -280,19 +362,85 @@ def draw(inputs: Inputs, out: Path, stage: Path, reference: Path | None) -> dict
          "flop_ratio_bound", "measured_over_bound"]
     ]  # fmt: skip
     write_csv(stage / "table1_latency.csv", table1)
-    found = judge(curves, finals, refs, plans, metric)
-    write_csv(stage / "verdicts.csv", pd.DataFrame(found).drop(columns=["numbers"]))
+    found = judge(curves, finals, refs, plans, metric, inputs.sweep)
+    write_csv(stage / "verdicts.csv", verdict_rows(found))
 
-    summary = _summary(inputs.job, metric, agreement, plans, costs, finals, refs, found)
+    summary = _summary(inputs.job, metric, agreement, plans, costs, finals, refs, found,
+                       inputs.phases, evals)  # fmt: skip
     write_json(stage / "summary.json", summary)
     beside = compare_with_reference(summary, reference, inputs.reference) if reference else []
     write_text(stage / "report.md", _report_md(out, metric, agreement, table1, inputs.stages,
-                                               costs, align, renoise, summary,
-                                               beside))  # fmt: skip
+                                               costs, align, renoise, summary, beside,
+                                               inputs.sweep))  # fmt: skip
     return summary
 
 
-def _summary(job, metric, agreement, plans, costs, finals, refs, found) -> dict:
+def verdict_rows(found: list[dict]) -> pd.DataFrame:
+    """verdicts.csv: one row per claim and backbone, with the interval it was decided on
+    (estimate, lo, hi), its seeds and whether it is provisional."""
+    rows = []
+    for v in found:
+        est = v["numbers"].get("estimate") or {}
+        rows.append(dict(claim=v["claim"], backbone=v["backbone"], verdict=v["verdict"],
+                         provisional=v["provisional"], estimate=est.get("estimate"),
+                         lo=est.get("lo"), hi=est.get("hi"), mde=est.get("mde"),
+                         seeds=" ".join(str(s) for s in v["seeds"]), rule=v["rule"],
+                         claim_text=v["claim_text"]))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _backbone(p: dict, found: list[dict], costs: pd.DataFrame,
+              finals: pd.DataFrame) -> tuple[dict, dict]:  # fmt: skip
+    """One backbone's figures in summary.json: (scalars, per-seed scores)."""
+    b = p["backbone"]
+    entry = {k: p[k] for k in ("form", "inference_speedup", "flop_ratio_bound",
+                               "measured_over_bound", "training_step_cost_ratio",
+                               "training_step_flop_ratio")}  # fmt: skip
+    entry["batch1_inference_speedup"] = entry.pop("inference_speedup")
+    inference = next(v for v in found if v["claim"] == "inference" and v["backbone"] == b)
+    for key in ("batch", "compute_bound", "speedup", "speedup_lo", "speedup_hi",
+                "over_bound", "batch1_speedup", "batch1_over_bound"):  # fmt: skip
+        if key in inference["numbers"]:
+            entry[f"inference_{key}"] = inference["numbers"][key]
+    for axis, key in (("train_flops", "training_cost_ratio"),
+                      ("train_hours", "training_time_ratio")):  # fmt: skip
+        c = costs[(costs.backbone == b) & (costs.axis == axis)] if len(costs) else costs
+        if len(c):
+            r = c.iloc[0]
+            entry[key] = "not reached" if r["ratio"] == np.inf else float(r["ratio"])
+            entry[f"{key}_lo"], entry[f"{key}_hi"] = float(r["ratio_lo"]), float(r["ratio_hi"])
+            entry[f"{key}_of_medians"] = float(r["ratio_of_medians"])
+            if axis == "train_flops":
+                entry["vanilla_converged"] = (
+                    None if pd.isna(r["converged"]) else bool(r["converged"])
+                )
+    seeds = main_seeds(finals, b)
+    entry["seeds"] = len(seeds)
+    table = {}
+    for variant in ("vanilla", "tpdiff", "tpdiff-noalign"):
+        for col in (FINAL, "KVD-md", AGREEMENT, "motion-gap"):
+            scores = per_seed(finals, b, variant, col)
+            if not scores:
+                continue
+            table[f"{variant}_{col}"] = {str(k): e.value for k, e in scores.items()}
+            entry[f"{variant}_final_{col}"] = float(np.median([e.value for e in scores.values()]))
+        fvd = per_seed(finals, b, variant, FINAL)
+        if len(fvd) > 1:
+            entry[f"{variant}_seed_spread_{FINAL}"] = seeds_spread(fvd)
+    off = per_seed(finals, b, "tpdiff", "motion-gap", renoise=False)
+    if off:
+        table["no_renoise_motion-gap"] = {str(k): e.value for k, e in off.items()}
+        entry["no_renoise_final_motion-gap"] = float(np.median([e.value for e in off.values()]))
+    van, tp = per_seed(finals, b, "vanilla", FINAL), per_seed(finals, b, "tpdiff", FINAL)
+    if set(van) & set(tp):
+        gap = verdicts.paired_gap(tp, van)
+        entry[f"final_{FINAL}_gap"] = gap.estimate  # vanilla - TPDiff, paired by seed
+        entry[f"final_{FINAL}_gap_lo"], entry[f"final_{FINAL}_gap_hi"] = gap.lo, gap.hi
+    return entry, table
+
+
+def _summary(job, metric, agreement, plans, costs, finals, refs, found, phases=None,
+             evals=None) -> dict:  # fmt: skip
     n_final = int(finals.n.max()) if len(finals) else None
     n_curve = job.get("curve_n")
     summary: dict = {
@@ -301,6 +449,10 @@ def _summary(job, metric, agreement, plans, costs, finals, refs, found) -> dict:
         "code": job.get("code"),
         "n": n_final,
         "n_curve": n_curve,
+        "seeds": job.get("seeds", sorted({int(s) for s in finals.seed})),
+        "seed_offset": job.get("seed_offset", 0),
+        "environment": job.get("environment"),
+        "instruments": job.get("instruments"),  # the evaluator's and autoencoder's hashes
         "curve_metric": metric,
         "quality_metric": FINAL,
         "agreement_metric": agreement,
@@ -316,36 +468,29 @@ def _summary(job, metric, agreement, plans, costs, finals, refs, found) -> dict:
     summary[f"chance_{AGREEMENT}"] = float(chance[AGREEMENT]) if chance is not None else None
     summary["verdicts"] = found
     summary["backbones"] = {}
+    summary["per_seed"] = {}
     for p in plans.to_dict("records"):
-        b = p["backbone"]
-        entry = {k: p[k] for k in ("form", "inference_speedup", "flop_ratio_bound",
-                                   "measured_over_bound", "training_step_cost_ratio",
-                                   "training_step_flop_ratio")}  # fmt: skip
-        for axis, key in (("train_flops", "training_cost_ratio"),
-                          ("train_hours", "training_time_ratio")):  # fmt: skip
-            c = costs[(costs.backbone == b) & (costs.axis == axis)] if len(costs) else costs
-            if len(c):
-                ratio = c["ratio"].iloc[0]
-                entry[key] = "not reached" if ratio is None or pd.isna(ratio) else float(ratio)
-                entry[f"{key}_lo"], entry[f"{key}_hi"] = (
-                    c["ratio_lo"].iloc[0],
-                    c["ratio_hi"].iloc[0],
-                )
-        for variant in ("vanilla", "tpdiff", "tpdiff-noalign"):
-            row = pick(finals, b, variant)
-            if row is None:
-                continue
-            for col in (FINAL, f"{FINAL}-lo", f"{FINAL}-hi", "KVD-md", AGREEMENT, "motion-gap"):
-                if col in row and pd.notna(row[col]):
-                    entry[f"{variant}_final_{col}"] = float(row[col])
-        off = pick(finals, b, "tpdiff", renoise=False)
-        if off is not None:
-            for col in (FINAL, "motion-gap", "motion-gap-lo", "motion-gap-hi", "flicker"):
-                if col in off and pd.notna(off[col]):
-                    entry[f"no_renoise_final_{col}"] = float(off[col])
-        entry["seed_spread_FVD-md"] = seed_spread(finals, b)
-        summary["backbones"][b] = {k: plain(v) for k, v in entry.items()}
+        entry, table = _backbone(p, found, costs, finals)
+        summary["backbones"][p["backbone"]] = {k: plain(v) for k, v in entry.items()}
+        summary["per_seed"][p["backbone"]] = plain(table)
+    if phases:
+        summary["time"] = time_breakdown(phases, evals)
     return summary
+
+
+def time_breakdown(phases: dict, evals: pd.DataFrame | None) -> dict:
+    """Where the job's wall-clock time went: each phase's seconds (phases.json), and inside
+    training and scoring the compute seconds of training, sampling and scoring summed over
+    runs (side by side in parallel workers, so they add to more than the phase's)."""
+    out = {"wall_s": sum(p["seconds"] for p in phases.values()),
+           "phases_s": {k: p["seconds"] for k, p in phases.items()}}  # fmt: skip
+    if evals is not None and len(evals):
+        last = evals.groupby("run")["train_wall_s"].max()
+        out["train_compute_s"] = float(last.sum())
+        for col in ("sample_s", "metrics_s"):
+            if col in evals:
+                out[f"{col.split('_')[0]}_compute_s"] = float(evals[col].sum())
+    return out
 
 
 def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
@@ -379,12 +524,57 @@ def compare_with_reference(summary: dict, reference: Path, ref: dict | None) -> 
             "scales; differences below say nothing about either method.",
             "",
         ]
+    replica = replica_table(summary, ref)
+    if len(replica):
+        lines += [
+            f"Each claim's verdict here (seeds {summary.get('seeds')}) and there (seeds "
+            f"{ref.get('seeds', 'not recorded')}), the interval each was decided on, and "
+            "whether each run's estimate lies inside the other's interval. A verdict that "
+            "differs is a finding; the pre-registered rules are not loosened for it.",
+            "",
+            _md(replica, ".4g"),
+            "",
+        ]
     return lines + [_md(pd.DataFrame(rows), ".4g"), ""]
 
 
+def replica_table(summary: dict, ref: dict) -> pd.DataFrame:
+    """Per claim and backbone: both verdicts and intervals, and whether each estimate lies
+    inside the other run's interval (claims decided on an interval in both runs)."""
+    theirs = {(v["claim"], v["backbone"]): v for v in ref.get("verdicts", [])}
+    rows = []
+    for v in summary["verdicts"]:
+        other = theirs.get((v["claim"], v["backbone"]))
+        a = v["numbers"].get("estimate")
+        b = other["numbers"].get("estimate") if other else None
+        if not a or not b:
+            continue
+        a, b = _bounds(a), _bounds(b)
+        inside = lambda x, e: e[1] <= x[0] <= e[2]  # noqa: E731
+        rows.append(dict(claim=v["claim"], backbone=v["backbone"],
+                         this_verdict=v["verdict"], other_verdict=other["verdict"],
+                         agree=v["verdict"] == other["verdict"],
+                         this="{:.4g} [{:.4g}, {:.4g}]".format(*a),
+                         other="{:.4g} [{:.4g}, {:.4g}]".format(*b),
+                         this_in_other=inside(a, b), other_in_this=inside(b, a)))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _bounds(est: dict) -> tuple[float, float, float]:
+    """(estimate, lo, hi) of a stored estimate; JSON holds infinities as null (an
+    infinite estimate or upper end is +inf, an open lower end -inf)."""
+    inf = float("inf")
+    value = lambda k, missing: missing if est.get(k) is None else float(est[k])  # noqa: E731
+    return value("estimate", inf), value("lo", -inf), value("hi", inf)
+
+
 def verdict_table(found: list[dict]) -> pd.DataFrame:
-    rows = [dict(claim=v["claim_text"], backbone=v["backbone"], verdict=f"**{v['verdict']}**",
-                 rule=v["rule"]) for v in found]  # fmt: skip
+    rows = []
+    for v in found:
+        label = v["verdict"] + (" (provisional)" if v.get("provisional") else "")
+        rows.append(dict(claim=v["claim_text"], backbone=v["backbone"], verdict=f"**{label}**",
+                         seeds=" ".join(str(s) for s in v.get("seeds", ())) or "-",
+                         rule=v["rule"]))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -433,7 +623,11 @@ def _head_md(summary: dict, metric: str, agreement: str) -> list[str]:
         "## Verdicts",
         "",
         "Each claim of the paper, per backbone, decided by the fixed rules of "
-        "`harness/studies/core/verdicts.py` (numbers in `summary.json` under `verdicts`).",
+        "`harness/studies/core/verdicts.py`, pre-registered in docs/paper-suite.md (numbers "
+        "in `summary.json` under `verdicts`). Intervals are 90 % and carry training-seed "
+        "noise: the Student-t interval of the paired per-seed estimates. Seeds "
+        f"{summary.get('seeds')} (offset {summary.get('seed_offset')}); a quality-based "
+        "verdict on fewer than 3 seeds is provisional.",
         "",
         _md(verdict_table(summary["verdicts"])),
         "",
@@ -456,16 +650,54 @@ def _head_md(summary: dict, metric: str, agreement: str) -> list[str]:
     ]
 
 
+def _sweep_md(sweep: pd.DataFrame | None) -> list[str]:
+    if sweep is None:
+        return ["No batch sweep in this folder (made by an older harness).", ""]
+    cols = ["backbone", "batch", "vanilla_s_per_video", "tpdiff_s_per_video", "speedup",
+            "flop_ratio_bound", "threads"]  # fmt: skip
+    return [
+        "Sampling time per video over batches (`inference_batches.csv`; median of the "
+        "repeats, the runs' shapes, eager). The verdict is taken at the smallest batch whose "
+        "time per video is within 10 % of half that batch's (compute-bound: arithmetic, not "
+        "per-call overhead, sets the time). It is a statement about arithmetic cost on this "
+        "CPU; the paper's figure is a GPU latency, which the GPU check measures.",
+        "",
+        _md(sweep[[c for c in cols if c in sweep]], ".4g"),
+        "",
+    ]
+
+
+def _time_md(summary: dict) -> list[str]:
+    t = summary.get("time")
+    if not t:
+        return []
+    phases = ", ".join(f"{k} {v / 60:.1f} min" for k, v in t["phases_s"].items())
+    keys = ("train_compute_s", "sample_compute_s", "metrics_compute_s")
+    inside = ", ".join(f"{k.split('_')[0]} {t[k] / 60:.1f} min" for k in keys if k in t)
+    env = summary.get("environment") or {}
+    return [
+        "## Where the time went",
+        "",
+        f"Wall-clock {t['wall_s'] / 60:.1f} min ({phases}; `phases.json`). Inside training "
+        f"and scoring, summed over runs ({env.get('workers', 1)} worker(s) side by side, "
+        f"{env.get('threads', '?')} thread(s) each): {inside}.",
+        "",
+    ]
+
+
 def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, summary,
-               beside) -> str:  # fmt: skip
+               beside, sweep=None) -> str:  # fmt: skip
     grids = sorted((out / "grids").glob("*.png")) if (out / "grids").is_dir() else []
-    cost_cols = [c for c in ("backbone", "axis", "metric", "target", "vanilla_to_target",
-                             "tpdiff_to_target", "tpdiff_to_target_lo", "tpdiff_to_target_hi",
-                             "ratio", "ratio_lo", "ratio_hi", "overlap", "vanilla_budget",
-                             "tpdiff_budget") if c in costs]  # fmt: skip
+    cost_cols = [c for c in ("backbone", "axis", "seeds", "target", "ratio", "ratio_lo",
+                             "ratio_hi", "per_seed_ratio", "ratio_of_medians", "converged",
+                             "vanilla_seed_spread", "vanilla_last_third_gain",
+                             "vanilla_budget", "tpdiff_budget") if c in costs]  # fmt: skip
     lines = [
         *_head_md(summary, metric, agreement),
-        "## Table 1 analogue: sampling latency at 30 steps (batch 1)",
+        "## Table 1 analogue: sampling speed at 30 steps",
+        "",
+        *_sweep_md(sweep),
+        "Batch 1 (latency mode, random-init backbones of the runs' shapes):",
         "",
         _md(table1),
         "",
@@ -479,10 +711,13 @@ def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, su
         "",
         "![quality vs time](fig5_quality_vs_time.png)",
         "",
-        "Time to target, AlgoPerf style (`training_cost.csv`): the target is the median of "
-        "vanilla's last 3 curve points; each run's cost to reach it is interpolated on its "
-        "curve, TPDiff's interval from the bootstrap bands; ratio = TPDiff's / vanilla's. "
-        "Paper: 1/2.13 = 0.47 (flow DiT) and 1/2 (DDIM UNet) in GPU hours.",
+        "Time to target, AlgoPerf style (`training_cost.csv`): the target is the worst "
+        "vanilla seed's end level (median of its last 3 curve points), so every vanilla seed "
+        "reaches it; each seed's cost to reach it is interpolated on its curve, a miss "
+        "counting as infinite; ratio = exp(mean over seeds of log(TPDiff's / vanilla's)), "
+        "paired by seed, with its 90 % Student-t interval over seeds; the ratio of the "
+        "medians beside it. `converged`: vanilla's last third improves by less than its "
+        "seed spread. Paper: 1/2.13 = 0.47 (flow DiT) and 1/2 (DDIM UNet) in GPU hours.",
         "",
         _md(costs[cost_cols] if len(costs) else costs, ".4g"),
         "",
@@ -508,6 +743,7 @@ def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, su
         "## Samples",
         "",
         *[f"**{g.stem}**\n\n![{g.stem}](grids/{g.name})\n" for g in grids],
+        *_time_md(summary),
         *(["## Beside the committed reference", "", *beside] if beside else []),
         "## Summary",
         "",
@@ -520,7 +756,16 @@ def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, su
 
 
 COMMITTED = Path(__file__).resolve().parents[3] / "results" / "paper"
+REPLICA = COMMITTED.parent / "paper-replica"  # the same design at another seed offset
 HOLDS = ("evals.csv", "cost_plans.csv")  # what a paper-suite folder holds
+
+
+def partner(folder: Path) -> Path | None:
+    """The folder a paper-suite report sets its figures beside: the main run and its
+    replica each other's (when the replica exists), any other folder the main run."""
+    if folder.resolve() == COMMITTED.resolve():
+        return REPLICA if (REPLICA / "summary.json").is_file() else None
+    return COMMITTED
 
 
 def redraw(folder: Path, reference: Path | None) -> str:
@@ -530,6 +775,9 @@ def redraw(folder: Path, reference: Path | None) -> str:
     if missing:
         raise ValueError(f"{folder} lacks {missing}: run python -m harness.run --suite paper "
                          f"--out {folder} first")  # fmt: skip
-    same = reference is not None and folder.resolve() == reference.resolve()
-    summary = build(folder, None if same else reference)
+    if reference is None:
+        reference = partner(folder)
+    elif folder.resolve() == reference.resolve():
+        reference = None  # drawn on its own
+    summary = build(folder, reference)
     return f"{json.dumps(summary, indent=2)}\nreport: {folder / 'report.md'}"

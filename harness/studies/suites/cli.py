@@ -1,5 +1,5 @@
-"""`python -m harness.run --suite NAME [--scale tiny|smoke|cpu|gpu] [--out DIR] [--fresh]
-[--debug]`.
+"""`python -m harness.run --suite NAME [--scale tiny|smoke|cpu|gpu] [--seeds S]
+[--seed-offset K] [--workers W] [--out DIR] [--fresh] [--debug]`.
 
 Results go to `results/runs/<suite>-<scale>/` by default (git-ignored), never into the
 committed reference results (`results/paper/`, ...): a newcomer's run sits beside them,
@@ -22,7 +22,7 @@ from harness.common.cli import add_debug_flag, guarded
 from harness.common.io import check_output_folder
 from harness.common.lock import owned
 from harness.studies.core.scale import SCALES
-from harness.studies.suites.registry import SUITES
+from harness.studies.suites.registry import SEEDED, SUITES
 
 RUNS = Path("results") / "runs"  # ignored by git: every run's own folder lives here
 
@@ -35,8 +35,15 @@ def run_suite(args: argparse.Namespace, out: Path) -> dict:
     """The suite into `out`, which this process holds for the whole run (a second suite on
     the same folder is refused, naming this one; harness.common.lock)."""
     check_output_folder(out)
+    design = dict(seeds=args.seeds, seed_offset=args.seed_offset, workers=args.workers)
+    if args.suite not in SEEDED:
+        given = [f"--{k.replace('_', '-')}" for k, v in design.items() if v not in (None, 0)]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to the suites {sorted(SEEDED)} only, "
+                             f"not to {args.suite!r}: drop them")  # fmt: skip
+        design = {}
     with owned(out, f"{args.suite} suite folder"):
-        return SUITES[args.suite](out, args.scale, args.fresh)
+        return SUITES[args.suite](out, args.scale, args.fresh, **design)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +65,25 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="results folder (default results/runs/<suite>-<scale>/)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="training seeds of every main arm, paired between vanilla and TPDiff (default: "
+        "the scale's, 3 at cpu; fewer than 3 marks every quality verdict provisional)",
+    )
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="shift every seed of the job by K (a replica: the same design on other seeds)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs trained side by side, one thread each (default: the scale's, 2 at cpu)",
     )
     parser.add_argument(
         "--fresh",

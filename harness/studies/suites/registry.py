@@ -3,7 +3,8 @@
 `SUITES`: `python -m harness.run --suite NAME`; a suite is `fn(out: Path, scale: str,
 fresh: bool) -> dict` that writes its tables to `out` and returns a JSON-able summary
 (`fresh`: move an occupied folder aside first, for suites that resume; see
-`harness.pipeline.provenance.claim_folder`). Its keys are the only names the CLI and
+`harness.pipeline.provenance.claim_folder`). The suites of `SEEDED` also take the design
+options `seeds`, `seed_offset` and `workers`. Its keys are the only names the CLI and
 result folders use.
 
 The reports' registry is in `report` (`python -m harness.report`), which imports only the
@@ -26,3 +27,4 @@ SUITES: dict[str, Suite] = {
     "smoke": paper.smoke,
     "paper": paper.suite,
 }
+SEEDED = {"smoke", "paper"}  # suites trained at several paired seeds

@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference",
         type=Path,
-        default=paper.COMMITTED,
-        help="committed results to set beside a paper-suite folder's (default results/paper; "
-        "skipped when FOLDER is that folder)",
+        default=None,
+        help="results to set beside a paper-suite folder's (default: results/paper, or for "
+        "results/paper its replica results/paper-replica when that exists)",
     )
     add_debug_flag(parser)
     args = parser.parse_args(argv)
