@@ -51,7 +51,8 @@ def test_every_interval_contains_its_estimate_and_misses_are_infinite():
         values = list(rng.normal(0, rng.uniform(0.01, 3), s))
         if rng.random() < 0.3:
             values[int(rng.integers(s))] = math.inf
-        est = paired(values, list(range(s)), censor=5.0)
+        censor = [5.0 if v == math.inf else None for v in values]
+        est = paired(values, list(range(s)), censor=censor)
         assert est.lo <= est.estimate <= est.hi
         if math.inf in values:
             assert est.estimate == est.hi == math.inf and est.lo < math.inf
@@ -61,3 +62,12 @@ def test_every_interval_contains_its_estimate_and_misses_are_infinite():
     assert ratio.lo < 0.4 < 0.6 < ratio.hi and ratio.estimate == pytest.approx(0.4932, abs=1e-4)
     with pytest.raises(ValueError, match="NaN"):
         paired([1.0, math.nan], [0, 1])
+
+
+def test_a_miss_bounds_from_below_by_the_smallest_value_whatever_it_hides():
+    """A miss only says "above its censor value": the lower end is the smallest per-seed
+    value (each miss at its own censor value), so a larger hidden value never lowers it."""
+    est = paired([0.2, 0.1, math.inf], [0, 1, 2], censor=[None, None, 0.5])
+    assert (est.lo, est.estimate, est.hi) == (0.1, math.inf, math.inf)
+    assert paired([0.9, 0.8, math.inf], [0, 1, 2], censor=[None, None, 0.7]).lo == 0.7
+    assert paired([0.9, math.inf], [0, 1]).lo == -math.inf  # no censor value: unbounded

@@ -295,3 +295,12 @@ def test_sampling_in_chunks_keeps_each_chunk_of_videos(tmp_path, monkeypatch):
     assert seven.videos.shape[0] == 7 and seven.captions[:3] == three.captions
     assert torch.equal(seven.videos[:3], three.videos)
     assert not torch.equal(seven.videos[3:6], three.videos)  # the next chunk: other noise
+
+
+def test_a_run_is_not_resumed_on_another_autoencoders_latents(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "trained_codec_hash", lambda cfg: "aaaa")
+    run = train.main(tiny(tmp_path, "steps=1", "name=codec"))
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["codec"] == "aaaa"
+    monkeypatch.setattr(train, "trained_codec_hash", lambda cfg: "bbbb")
+    with pytest.raises(ValueError, match="latents of autoencoder weights aaaa.*now bbbb"):
+        train.main(tiny(tmp_path, "steps=2", "name=codec"))

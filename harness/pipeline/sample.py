@@ -206,7 +206,7 @@ def generate(
 
     net = autocast_model(model.backbone, device)
     latent = built.codec.latent_shape(cfg.frames, cfg.resolution)  # the backbone's space
-    chunk = SAMPLE_CHUNK[device.type]
+    chunk = SAMPLE_CHUNK.get(device.type, 64)
     parts = []
     bar = tqdm(total=cfg.num_samples, desc="videos", disable=not progress or
                cfg.num_samples <= chunk, leave=False)  # fmt: skip

@@ -48,6 +48,7 @@ from harness.common.lock import owned
 from harness.data import collate
 from harness.engine.stagewise import draw_training_batch, stage_probabilities
 from harness.measure.flops import count_macs
+from harness.models.codec import trained_codec_hash
 from harness.models.execution import compile_backbone, full_state, load_optimizer, scalar, shard
 from harness.pipeline.build import Built, TextConditionedModel, build, parse_config, resolve_device
 from harness.pipeline.provenance import code_revision
@@ -96,6 +97,7 @@ class Session:
     train_flops: int = 0
     saved_step: int = 0  # the step of the checkpoint on disk (0: none yet)
     params: list[torch.nn.Parameter] = field(default_factory=list)
+    codec: str | None = None  # hash of the trained autoencoder the data is encoded with
 
     @property
     def cfg(self) -> Config:
@@ -201,6 +203,13 @@ def resume_or_start(cfg: Config, device: torch.device, rank: int, world: int) ->
     ckpt = cfg.run_dir / "checkpoint.pt"
     state = read_checkpoint(ckpt, map_location=device) if ckpt.exists() else None
     check_run_folder(cfg.run_dir, cfg, world, state)
+    codec = trained_codec_hash(cfg)  # the autoencoder the data is encoded with, if any
+    if state is not None and state.get("codec", codec) != codec:
+        raise ValueError(
+            f"{ckpt} was trained on the latents of autoencoder weights {state['codec']}, but "
+            f"{cfg.name}'s autoencoder is now {codec} (weights/ or the cache changed): train "
+            "into a new folder (another name= or out_dir=) or restore the old weights"
+        )
     macs = recorded_macs(built)  # before compile: fvcore traces the eager model
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True) if cfg.ema_decay else None
     if state is not None:
@@ -218,7 +227,9 @@ def resume_or_start(cfg: Config, device: torch.device, rank: int, world: int) ->
     device_ids = [device.index] if device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if ddp else model
     probs = stage_probabilities(built.plan, cfg.stage_weighting)
-    session = Session(built, device, rank, world, net, opt, ema, macs, probs, params=params)
+    session = Session(
+        built, device, rank, world, net, opt, ema, macs, probs, params=params, codec=codec
+    )
     if state is not None:
         session.step = session.saved_step = state["step"]
         session.wall_time_s, session.samples_seen = state["wall_time_s"], state["samples_seen"]
@@ -385,6 +396,7 @@ def save(s: Session, end: int) -> None:
             config=cfg.to_dict(),
             git=code_revision(),
             environment=environment(),
+            codec=s.codec,  # the trained autoencoder's hash (None: pixels or a pretrained VAE)
             plan=s.built.plan.to_dict(),
         )
         if snapshot:  # weights only, for quality-vs-cost curves

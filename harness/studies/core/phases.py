@@ -23,11 +23,12 @@ class Phases:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
+    def __call__(self, phase: str, **info) -> Iterator[None]:
+        """Time the block as `phase`; `info` (e.g. workers) is stored with it."""
         start = time.perf_counter()
         yield
         record = self.read()
         entry = record.get(phase, {"seconds": 0.0, "sessions": 0})
-        entry = {"seconds": entry["seconds"] + time.perf_counter() - start,
-                 "sessions": entry["sessions"] + 1}  # fmt: skip
+        entry = entry | info | {"seconds": entry["seconds"] + time.perf_counter() - start,
+                                "sessions": entry["sessions"] + 1}  # fmt: skip
         write_json(self.path, record | {phase: entry})

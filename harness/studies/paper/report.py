@@ -294,7 +294,8 @@ def judge(curves, finals, refs, plans, metric, sweep=None) -> list[dict]:
         ]
         out.append(verdicts.alignment(
             b, {s: aligned[s] for s in paired_seeds}, {s: unaligned[s] for s in paired_seeds},
-            spread, noise["tpdiff"] + noise_noalign))  # fmt: skip
+            spread, [r for s, r in zip(seeds, noise["tpdiff"]) if s in paired_seeds]
+            + noise_noalign))  # fmt: skip
         on = per_seed(finals, b, "tpdiff", "motion-gap")
         off = per_seed(finals, b, "tpdiff", "motion-gap", renoise=False)
         both = sorted(set(on) & set(off))
@@ -475,7 +476,7 @@ def _summary(job, metric, agreement, plans, costs, finals, refs, found, phases=N
         summary["per_seed"][p["backbone"]] = plain(table)
     if phases:
         summary["time"] = time_breakdown(phases, evals)
-    return summary
+    return plain(summary)  # what JSON holds: NaN and infinities as null
 
 
 def time_breakdown(phases: dict, evals: pd.DataFrame | None) -> dict:
@@ -483,7 +484,8 @@ def time_breakdown(phases: dict, evals: pd.DataFrame | None) -> dict:
     training and scoring the compute seconds of training, sampling and scoring summed over
     runs (side by side in parallel workers, so they add to more than the phase's)."""
     out = {"wall_s": sum(p["seconds"] for p in phases.values()),
-           "phases_s": {k: p["seconds"] for k, p in phases.items()}}  # fmt: skip
+           "phases_s": {k: p["seconds"] for k, p in phases.items()},
+           "workers": phases.get("train and score", {}).get("workers", 1)}  # fmt: skip
     if evals is not None and len(evals):
         last = evals.groupby("run")["train_wall_s"].max()
         out["train_compute_s"] = float(last.sum())
@@ -675,11 +677,12 @@ def _time_md(summary: dict) -> list[str]:
     keys = ("train_compute_s", "sample_compute_s", "metrics_compute_s")
     inside = ", ".join(f"{k.split('_')[0]} {t[k] / 60:.1f} min" for k in keys if k in t)
     env = summary.get("environment") or {}
+    workers = t.get("workers", 1)
     return [
         "## Where the time went",
         "",
         f"Wall-clock {t['wall_s'] / 60:.1f} min ({phases}; `phases.json`). Inside training "
-        f"and scoring, summed over runs ({env.get('workers', 1)} worker(s) side by side, "
+        f"and scoring, summed over runs ({workers} worker(s) side by side, "
         f"{env.get('threads', '?')} thread(s) each): {inside}.",
         "",
     ]

@@ -179,8 +179,7 @@ def job_identity(scale_name: str, scale: Scale, runs: Path, options: MetricOptio
         align_seeds=list(plan.align_seeds),
         renoise_seeds=list(plan.renoise_seeds),
         batches=list(scale.batches),
-        environment=dict(environment(), threads=training_threads(scale, workers),
-                         workers=workers),
+        environment=dict(environment(), threads=training_threads(scale, workers)),
     )  # fmt: skip
 
 
@@ -265,7 +264,7 @@ def paper(out: Path, scale_name: str, fresh: bool = False, seeds: int | None = N
     claim_folder(out, job_identity(scale_name, scale, runs, options, plan, workers), fresh)
     specs = run_specs(scale_name, plan)
     timer = Phases(out / "phases.json")
-    with timer("train and score"):
+    with timer("train and score", workers=workers):
         arms = [arm(spec, scale, runs, out / "evals.csv", plan) for spec in specs]
         train_and_score(arms, options, workers=workers, progress=workers == 1)
     with timer("references"):

@@ -37,7 +37,8 @@ def run_suite(args: argparse.Namespace, out: Path) -> dict:
     check_output_folder(out)
     design = dict(seeds=args.seeds, seed_offset=args.seed_offset, workers=args.workers)
     if args.suite not in SEEDED:
-        given = [f"--{k.replace('_', '-')}" for k, v in design.items() if v not in (None, 0)]
+        unset = dict(seeds=None, seed_offset=0, workers=None)
+        given = [f"--{k.replace('_', '-')}" for k, v in design.items() if v != unset[k]]
         if given:
             raise ValueError(f"{', '.join(given)} apply to the suites {sorted(SEEDED)} only, "
                              f"not to {args.suite!r}: drop them")  # fmt: skip
