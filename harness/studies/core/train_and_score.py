@@ -25,13 +25,14 @@ import json
 import math
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from harness.common.config import Config
 from harness.common.lock import owned
@@ -190,8 +191,15 @@ def train_and_score(
     spawn = multiprocessing.get_context("spawn")  # CUDA and OpenMP state are not forked
     seeded = [arm.with_seed(s) for s in seeds for arm in arms]
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        done = pool.map(_one_thread, seeded, [options] * len(seeded), [progress] * len(seeded))
-        return [row for arm_rows in done for row in arm_rows]
+        futures = {pool.submit(_one_thread, arm, options, False): arm for arm in seeded}
+        # the workers' own bars would interleave: one line per finished run instead
+        bar = tqdm(total=len(futures), desc=f"runs ({workers} workers)", disable=not progress)
+        for future in as_completed(futures):
+            future.result()  # a worker's error stops the study here
+            bar.set_postfix_str(futures[future].cfg.name, refresh=False)
+            bar.update(1)
+        bar.close()
+        return [row for future in futures for row in future.result()]
 
 
 def trial_arm(cfg: Config, points: Points, metrics: Sequence[str]) -> Arm:

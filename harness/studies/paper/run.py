@@ -266,7 +266,7 @@ def paper(out: Path, scale_name: str, fresh: bool = False, seeds: int | None = N
     timer = Phases(out / "phases.json")
     with timer("train and score", workers=workers):
         arms = [arm(spec, scale, runs, out / "evals.csv", plan) for spec in specs]
-        train_and_score(arms, options, workers=workers, progress=workers == 1)
+        train_and_score(arms, options, workers=workers, progress=True)
     with timer("references"):
         score_references(out, scale, specs, runs, options, plan)
     with timer("samples"):
