@@ -182,7 +182,8 @@ def train_and_score(
     rows arm by arm, seed by seed (the arms of the first seed first). `workers` > 1 runs
     that many worker processes side by side, one thread each, that take the seeded arms in
     that order as they free up (the matched arms of the first seed start first); `on_score`
-    needs `workers` = 1."""
+    needs `workers` = 1. `progress`: the scores' bars in one process, one line per finished
+    run with workers."""
     if workers <= 1:
         seeded = [arm.with_seed(s) for s in seeds for arm in arms]
         return [row for arm in seeded for row in score_arm(arm, options, on_score, progress)]
