@@ -69,6 +69,11 @@ def test_inference_is_decided_at_the_smallest_compute_bound_batch():
     # no batch is compute-bound: the largest measured, and the rule says so
     never = v.inference_regime(_sweep([1.6] * 5, per_video_fall=(1, 0.6, 0.4, 0.3, 0.2)), 1.8)
     assert never["batch"] == 16 and not never["compute_bound"]
+    undecided = v.inference("dit", never, None)
+    assert undecided.verdict == "inconclusive" and "none was measured" in undecided.rule
+    # batch 1 is compute-bound when batch 2's time per video is within 10 % of it
+    flat = v.inference_regime(_sweep([1.6] * 5, per_video_fall=(1, 0.95, 0.9, 0.88, 0.87)), 1.8)
+    assert flat["batch"] == 2 and flat["batch1_regime"] == "compute-bound"
 
 
 def _seeds(curve_of, scale=(1.0, 1.1, 0.9), ends=(10, 10.5, 9.6)):

@@ -17,8 +17,9 @@ Student-t interval of the paired per-seed estimates, 90 %).
   effect the design could have detected (90 % two-sided, 80 % power).
 - **Inference** (>= 1.5x at 30 steps): decided at the smallest compute-bound batch of a
   batch sweep (`inference_regime`: time per video changes by less than 10 % from half the
-  batch), on the speedup's interval over timing repeats; the batch-1 speedup and its share
-  of the FLOP bound are given beside. Not quality-based: never provisional.
+  batch), on the speedup's interval over timing repeats (`inconclusive` when no batch of
+  the sweep is compute-bound); the batch-1 speedup and its share of the FLOP bound are
+  given beside. Not quality-based: never provisional.
 - **Training cost** (about 50 % of vanilla's cost to equal quality, claim <= RATIO_CLAIM),
   AlgoPerf style (`time_to_target`): the target is the worst vanilla seed's end level; each
   seed's cost to reach it, a miss counting as infinite; the paired per-seed log ratios give
@@ -193,6 +194,10 @@ def inference(backbone: str, regime: dict, noise: str | None) -> Verdict:
              f"{regime['speedup_hi']:.3g}] at {where}; batch 1: "
              f"{regime['batch1_speedup']:.3g} ({regime['batch1_over_bound']:.2f} of the FLOP "
              f"bound {regime['bound']:.3g})")  # fmt: skip
+    if not regime["compute_bound"]:
+        return Verdict("inference", backbone, "inconclusive", numbers,
+                       f"{shown}: the claim is decided at a compute-bound batch and none was "
+                       "measured; extend the batch sweep")  # fmt: skip
     if regime["speedup_lo"] >= SPEEDUP_CLAIM and noise:
         return Verdict("inference", backbone, "inconclusive", numbers,
                        f"{shown}; but a run at noise level shows nothing: {noise}")  # fmt: skip
