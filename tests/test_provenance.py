@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import time
 
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from harness.pipeline.provenance import (
     training_hash,
     weights_hash,
 )
+from harness.studies.core.phases import Phases
 
 
 def _git(root, *args):
@@ -37,6 +39,11 @@ def test_code_revision_follows_the_code_not_the_results(tmp_path):
     assert code_revision(tmp_path) == head
     (tmp_path / "results" / "evals.csv").write_text("a\n2\n")  # a result, not code
     assert code_revision(tmp_path) == head
+    _git(tmp_path, "add", ".")  # a commit of results alone: the code's revision stays
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results")
+    later = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                           text=True, check=True).stdout.strip()  # fmt: skip
+    assert later != head and code_revision(tmp_path) == head
     (tmp_path / "harness" / "a.py").write_text("x = 2\n")
     dirty = code_revision(tmp_path)
     assert dirty.startswith(head + "+dirty.")
@@ -124,3 +131,20 @@ def test_results_without_an_identity_are_refused(tmp_path):
     (tmp_path / "evals.csv").write_text("run\nx\n")  # a folder from before identities
     with pytest.raises(FolderInUse, match="no recorded identity"):
         claim_folder(tmp_path, dict(suite="paper"))
+
+
+def test_a_phase_keeps_its_time_while_it_runs_and_when_it_fails(tmp_path):
+    path = tmp_path / "phases.json"
+    timer = Phases(path, every=0.01)
+    with timer("train", workers=2):
+        for _ in range(500):  # the beat writes the running phase: a kill keeps it
+            if path.is_file():
+                break
+            time.sleep(0.01)
+        running = json.loads(path.read_text())["train"]
+    assert running["sessions"] == 1 and running["workers"] == 2 and running["seconds"] > 0
+    with pytest.raises(KeyboardInterrupt), timer("train"):  # a second, interrupted session
+        raise KeyboardInterrupt
+    record = json.loads(path.read_text())["train"]
+    assert record["sessions"] == 2 and record["seconds"] >= running["seconds"]
+    assert record["workers"] == 2  # what the first session stored stays

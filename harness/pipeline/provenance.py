@@ -48,11 +48,14 @@ def _git(root: Path, *args: str) -> str:
 
 
 def code_revision(root: Path = ROOT) -> str:
-    """The commit of the harness checkout at `root`, plus `+dirty.<hash of the diff>` when
-    its code differs from the commit (only CODE_PATHS count, so rewriting results/ is not a
-    change). Outside a git checkout: `src.<hash of the package sources>`."""
+    """The newest commit of the checkout at `root` that changed its code (CODE_PATHS), plus
+    `+dirty.<hash of the diff>` when the code differs from HEAD. A later commit of results
+    or docs alone leaves it unchanged, so a job started before such a commit still resumes
+    after it; the commit named holds exactly the code that ran. Outside a git checkout:
+    `src.<hash of the package sources>`."""
     try:
-        rev = _git(root, "rev-parse", "HEAD").strip()
+        rev = _git(root, "log", "-1", "--format=%H", "HEAD", "--", *CODE_PATHS).strip()
+        rev = rev or _git(root, "rev-parse", "HEAD").strip()
         diff = _git(root, "diff", "HEAD", "--no-ext-diff", "--", *CODE_PATHS)
     except (OSError, subprocess.CalledProcessError):
         files = sorted(p for d in ("harness", "ablations") for p in (root / d).rglob("*.py"))
