@@ -198,17 +198,16 @@ class Evaluator:
     def __init__(
         self,
         recipe: EvaluatorRecipe,
-        state_dict: dict,
-        info: dict,
+        trained: cached.Trained,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
     ):
-        self.recipe, self.info = recipe, info
+        self.recipe, self.info = recipe, trained.info
         self.device, self.batch_size = torch.device(device), batch_size
         self.net = _network(recipe)
-        self.net.load_state_dict(state_dict)
+        self.net.load_state_dict(trained.state_dict)
         self.net.to(self.device).eval()
-        self.sha = cached.state_hash(state_dict)  # the weights' identity in every score
+        self.sha = trained.sha  # the weights' identity in every score
         self.dim = 4 * recipe.width + recipe.embed_dim
         self.progress = False  # a bar over feature batches (set by MetricContext)
 
@@ -262,7 +261,9 @@ def train_and_describe(recipe: EvaluatorRecipe, progress: bool = False) -> tuple
     """Train (`train_evaluator`), then describe the weights on held-out videos: prompt
     agreement, and the feature mean and spread KVD-md standardises with -> (state, info)."""
     state_dict, info = train_evaluator(recipe, progress=progress)
-    evaluator = Evaluator(recipe, state_dict, info)
+    fresh = cached.Trained(state_dict, info, cached.state_hash(state_dict), Path(),
+                           committed=False)  # fmt: skip
+    evaluator = Evaluator(recipe, fresh)  # info is completed below
     held = recipe.dataset(recipe.heldout, recipe.seed + 1)
     videos, captions = _batch(held, 0, recipe.heldout)
     acc = evaluator.agreement(videos, captions)
@@ -293,4 +294,4 @@ def load_evaluator(
     weights/manifest.json lists it, else the cached ones, training them once first."""
     recipe = recipe or EvaluatorRecipe()
     trained = evaluator_weights(recipe, root, progress)
-    return Evaluator(recipe, trained.state_dict, trained.info, device)
+    return Evaluator(recipe, trained, device)

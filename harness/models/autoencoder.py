@@ -159,13 +159,13 @@ class TinyCodec:
     """A trained FrameAutoencoder as a codec: video (B, 1, F, H, W) in [-1, 1] <-> scaled
     latents (B, C, F, h, w); `latent_shape` like harness.models.latents.LatentCodec."""
 
-    def __init__(self, recipe: AutoencoderRecipe, state_dict: dict, info: dict):
-        self.recipe, self.info = recipe, info
+    def __init__(self, recipe: AutoencoderRecipe, trained: cached.Trained):
+        self.recipe, self.info = recipe, trained.info
         self.net = FrameAutoencoder(recipe.latent_channels, recipe.down, recipe.width)
-        self.net.load_state_dict(state_dict)
+        self.net.load_state_dict(trained.state_dict)
         self.net.requires_grad_(False).eval()
-        self.sha = cached.state_hash(state_dict)  # the weights' identity
-        self.scale = info["scale"]
+        self.sha = trained.sha  # the weights' identity
+        self.scale = trained.info["scale"]
         self.channels = recipe.latent_channels
         self.spatial = 2**recipe.down
 
@@ -219,7 +219,7 @@ def load_autoencoder(
     """The autoencoder of `recipe`: the committed weights when weights/manifest.json lists
     it, else the cached ones, training them once first."""
     trained = autoencoder_weights(recipe, root, progress)
-    return TinyCodec(recipe, trained.state_dict, trained.info)
+    return TinyCodec(recipe, trained)
 
 
 class EncodedDataset(Dataset):

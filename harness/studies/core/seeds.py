@@ -119,6 +119,6 @@ def seed_bootstrap(values: list[float], level: float = LEVEL, draws: int = 2000,
     return float(lo), float(hi)
 
 
-def spread(values: list[float]) -> float:
-    """The seed-to-seed standard deviation of one arm's per-seed scores (NaN for one)."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+def spread(values: list[float]) -> float | None:
+    """The seed-to-seed standard deviation of one arm's per-seed scores (None for one)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None

@@ -261,8 +261,10 @@ def end_level(curve: Curve) -> float:
     return float(np.median(curve.q[-3:]))
 
 
-def time_to_target(vanilla: dict[int, Curve], tpdiff: dict[int, Curve]) -> dict:
-    """AlgoPerf-style time to target over paired seeds.
+def time_to_target(vanilla: dict[int, Curve],
+                   tpdiff: dict[int, Curve]) -> tuple[dict, SeedEstimate]:  # fmt: skip
+    """AlgoPerf-style time to target over paired seeds: the figures (a JSON-able dict) and
+    the ratio's seed-aware estimate.
 
     The target is the worst vanilla seed's end level (`end_level`): every vanilla seed
     reaches it within its budget, so vanilla never misses by construction (a target at the
@@ -295,16 +297,14 @@ def time_to_target(vanilla: dict[int, Curve], tpdiff: dict[int, Curve]) -> dict:
         tpdiff_to_target=t_costs, ratio=est.estimate, ratio_lo=est.lo, ratio_hi=est.hi,
         ratio_median=est.median, log_mde=est.mde, per_seed_ratio=list(est.values),
         ratio_of_medians=float(np.median(t_costs) / np.median([van[s] for s in seeds])),
-        estimate=est, vanilla_end_levels=ends, vanilla_last_third_gain=gains,
-        vanilla_seed_spread=seed_sd,
-        converged=bool(float(np.median(gains)) < seed_sd) if len(seeds) > 1 else None,
-    )  # fmt: skip
+        vanilla_end_levels=ends, vanilla_last_third_gain=gains, vanilla_seed_spread=seed_sd,
+        converged=bool(float(np.median(gains)) < seed_sd) if seed_sd is not None else None,
+    ), est  # fmt: skip
 
 
 def training(backbone: str, vanilla: dict[int, Curve], tpdiff: dict[int, Curve],
              noise: list[str | None]) -> Verdict:  # fmt: skip
-    t = time_to_target(vanilla, tpdiff)
-    est = t.pop("estimate")
+    t, est = time_to_target(vanilla, tpdiff)
     noisy = _noisy("training", backbone, t, noise, est)
     if noisy is not None:
         return noisy

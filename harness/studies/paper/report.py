@@ -223,8 +223,7 @@ def training_cost(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
             tp = seed_curves(g, backbone, "tpdiff", metric, x)
             if not set(van) & set(tp):
                 continue
-            t = verdicts.time_to_target(van, tp)
-            est = t.pop("estimate")
+            t, est = verdicts.time_to_target(van, tp)
             flat = {k: _listed(v) if isinstance(v, list) and k != "seeds" else v
                     for k, v in t.items()}  # fmt: skip
             flat["seeds"] = " ".join(str(s) for s in t["seeds"])
@@ -285,7 +284,7 @@ def judge(curves, finals, refs, plans, metric, sweep=None) -> list[dict]:
         aligned = per_seed(finals, b, "tpdiff", FINAL)
         unaligned = per_seed(finals, b, "tpdiff-noalign", FINAL)
         paired_seeds = set(aligned) & set(unaligned)
-        spread = seeds_spread(aligned)
+        seed_sd = spread([e.value for e in aligned.values()])
         noise_noalign = [
             _noise(
                 pick(finals, b, "tpdiff-noalign", seed=s), refs, _run_name(b, "tpdiff-noalign", s)
@@ -294,7 +293,7 @@ def judge(curves, finals, refs, plans, metric, sweep=None) -> list[dict]:
         ]
         out.append(verdicts.alignment(
             b, {s: aligned[s] for s in paired_seeds}, {s: unaligned[s] for s in paired_seeds},
-            spread, [r for s, r in zip(seeds, noise["tpdiff"]) if s in paired_seeds]
+            seed_sd, [r for s, r in zip(seeds, noise["tpdiff"]) if s in paired_seeds]
             + noise_noalign))  # fmt: skip
         on = per_seed(finals, b, "tpdiff", "motion-gap")
         off = per_seed(finals, b, "tpdiff", "motion-gap", renoise=False)
@@ -306,12 +305,6 @@ def judge(curves, finals, refs, plans, metric, sweep=None) -> list[dict]:
             out.append(verdicts.renoise(b, {s: on[s] for s in both}, {s: off[s] for s in both},
                                         noise["tpdiff"]))  # fmt: skip
     return [plain(v.row() | {"claim_text": verdicts.CLAIMS[v.claim]}) for v in out]
-
-
-def seeds_spread(scores: dict[int, Estimate]) -> float | None:
-    """The seed-to-seed standard deviation of one arm's final scores (None for one seed)."""
-    value = spread([e.value for e in scores.values()])
-    return None if np.isnan(value) else value
 
 
 def build(out: str | Path, reference: str | Path | None = None) -> dict:
@@ -427,7 +420,7 @@ def _backbone(p: dict, found: list[dict], costs: pd.DataFrame,
             entry[f"{variant}_final_{col}"] = float(np.median([e.value for e in scores.values()]))
         fvd = per_seed(finals, b, variant, FINAL)
         if len(fvd) > 1:
-            entry[f"{variant}_seed_spread_{FINAL}"] = seeds_spread(fvd)
+            entry[f"{variant}_seed_spread_{FINAL}"] = spread([e.value for e in fvd.values()])
     off = per_seed(finals, b, "tpdiff", "motion-gap", renoise=False)
     if off:
         table["no_renoise_motion-gap"] = {str(k): e.value for k, e in off.items()}

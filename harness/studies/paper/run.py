@@ -151,7 +151,7 @@ def renoise_strip(run: Path, out: Path, device: str) -> None:
     torch.save(videos, out / "renoise_strip.pt")
 
 
-def training_threads(scale: Scale, workers: int) -> int:
+def training_threads(workers: int) -> int:
     """The intra-op threads every run of the job trains with (part of its bits)."""
     return 1 if workers > 1 else torch.get_num_threads()
 
@@ -179,7 +179,7 @@ def job_identity(scale_name: str, scale: Scale, runs: Path, options: MetricOptio
         align_seeds=list(plan.align_seeds),
         renoise_seeds=list(plan.renoise_seeds),
         batches=list(scale.batches),
-        environment=dict(environment(), threads=training_threads(scale, workers)),
+        environment=dict(environment(), threads=training_threads(workers)),
     )  # fmt: skip
 
 
