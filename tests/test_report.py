@@ -251,7 +251,8 @@ def test_a_valid_folder_redraws_byte_for_byte(tmp_path):
     folder = tmp_path / "paper"
     shutil.copytree(ROOT / "results" / "paper", folder)
     replica = ROOT / "results" / "paper-replica"  # results/paper is drawn beside its replica
-    done = report_cli(folder, "--reference", str(replica if replica.is_dir() else folder))
+    beside = replica if (replica / "summary.json").is_file() else folder  # (or on its own)
+    done = report_cli(folder, "--reference", str(beside))
     assert done.returncode == 0, done.stderr
     assert folder_bytes(folder) == folder_bytes(ROOT / "results" / "paper")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".paper.lock", "paper"]  # no staging
