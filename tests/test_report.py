@@ -370,5 +370,12 @@ def test_a_replica_is_compared_claim_by_claim(tmp_path):
     assert "True" in rows["training dit"] and "reproduced" in rows["training dit"]
     align = rows["alignment dit"]
     assert "inconclusive" in align and "reproduced" in align and "False" in align
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines()
+             if line.startswith("| ") and line.count("|") == 10]  # fmt: skip
+    agree = sum(c[4] == "True" for c in cells[1:])  # the replica table's agree column
+    assert cells[0][4] == "agree" and len(cells) > 2
+    found = next(line for line in section.splitlines() if "The verdicts agree" in line)
+    assert f"agree on {agree} of " in found  # the paragraph counts the table's rows
+    assert "alignment (dit): inconclusive here, reproduced there" in found
     # an infinite upper end stored as null in JSON reads back as +inf
     assert report._bounds({"estimate": 0.5, "lo": 0.1, "hi": None}) == (0.5, 0.1, float("inf"))

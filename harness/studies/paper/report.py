@@ -529,6 +529,8 @@ def compare_with_reference(summary: dict, reference: Path, ref: dict | None) -> 
             "",
             _md(replica, ".4g"),
             "",
+            replica_findings(replica),
+            "",
         ]
     return lines + [_md(pd.DataFrame(rows), ".4g"), ""]
 
@@ -553,6 +555,22 @@ def replica_table(summary: dict, ref: dict) -> pd.DataFrame:
                          other="{:.4g} [{:.4g}, {:.4g}]".format(*b),
                          this_in_other=inside(a, b), other_in_this=inside(b, a)))  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def replica_findings(replica: pd.DataFrame) -> str:
+    """One paragraph naming the claims whose verdicts differ between the two runs, and
+    those where neither run's estimate lies inside the other's interval."""
+    name = lambda r: f"{r.claim} ({r.backbone})"  # noqa: E731
+    differ = [f"{name(r)}: {r.this_verdict} here, {r.other_verdict} there"
+              for r in replica.itertuples() if not r.agree]  # fmt: skip
+    apart = [name(r) for r in replica.itertuples() if not r.this_in_other and not r.other_in_this]
+    text = f"**The verdicts agree on {len(replica) - len(differ)} of {len(replica)} claims.**"
+    if differ:
+        text += " They differ on " + "; ".join(differ) + "."
+    if apart:
+        text += (" Neither run's estimate lies inside the other's interval for "
+                 + ", ".join(apart) + ".")  # fmt: skip
+    return text
 
 
 def _bounds(est: dict) -> tuple[float, float, float]:
