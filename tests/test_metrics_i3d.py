@@ -1,9 +1,13 @@
 """The I3D path end to end, on a tiny TorchScript module with the real checkpoint's interface."""
 
+import warnings
+
 import pytest
 import torch
 
 from harness.metrics import MetricOptions, VideoSet, compute_metrics, default_metrics
+from harness.metrics.bootstrap import bootstrap_interval
+from harness.metrics.frechet import frechet_distance_of_features
 from harness.metrics.fvd import fvd
 from harness.metrics.i3d import ENV_VAR, I3D_RECIPES, I3DFeatures, preprocess, resolve_i3d_path
 
@@ -81,12 +85,25 @@ def test_preprocessing_follows_each_recipe():
     assert cropped.shape == (1, 3, 10, 224, 224) and cropped[..., 8:-8].min() > 1 - 1e-5
 
 
-def test_registry_names_the_i3d_column(i3d_path):
-    fake = VideoSet(_videos(3, 2), ("a 1 moving up",) * 3)
-    real = VideoSet(_videos(3, 3), ("a 2 moving up",) * 3)
+def test_registry_names_the_i3d_column_with_its_interval(i3d_path):
+    fake = VideoSet(_videos(6, 2), ("a 1 moving up",) * 6)
+    real = VideoSet(_videos(6, 3), ("a 2 moving up",) * 6)
+    options = MetricOptions(i3d=str(i3d_path), bootstrap=50)
     with pytest.warns(UserWarning, match="rank-deficient"):
-        row = compute_metrics(fake, real, ["fvd-i3d"], MetricOptions(i3d=str(i3d_path)))
-    assert set(row) == {"FVD-I3D"} and row["FVD-I3D"] > 0
+        row = compute_metrics(fake, real, ["fvd-i3d"], options)
+    assert set(row) == {"FVD-I3D", "FVD-I3D-lo", "FVD-I3D-hi"} and row["FVD-I3D"] > 0
+    assert row["FVD-I3D-lo"] < row["FVD-I3D"] < row["FVD-I3D-hi"]
+    # the same interval FVD-md gets: the same bootstrap over the extracted features
+    extract = I3DFeatures(i3d_path)
+    r, f = extract(real.videos).numpy(), extract(fake.videos).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        lo, hi = bootstrap_interval(frechet_distance_of_features, r, f, draws=50)
+    assert (row["FVD-I3D-lo"], row["FVD-I3D-hi"]) == pytest.approx((lo, hi))
+    other = MetricOptions(i3d=str(i3d_path), i3d_recipe="resize-crop", bootstrap=50)
+    with pytest.warns(UserWarning, match="rank-deficient"):
+        row = compute_metrics(fake, real, ["fvd-i3d"], other)
+    assert set(row) == {"FVD-I3D-resize-crop", "FVD-I3D-resize-crop-lo", "FVD-I3D-resize-crop-hi"}
     assert default_metrics(MetricOptions(i3d=str(i3d_path)))[0] == "fvd-i3d"
 
 

@@ -142,7 +142,11 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monk
     assert best and len(best) == len(summary["pareto"])
     # the scores are put in context: references at the trials' n, intervals, PA-md-digit
     refs = summary["references"]
-    assert refs["n"] == SCALES["tiny"].trial.n
+    assert refs["n"] == SCALES["tiny"].final_n
+    assert set(summary["reference_seeds"]) == {"0"}  # the tiny scale has one seed
+    assert [c["number"] for c in summary["complete"]] == [
+        t.number for t in study.trials if t.state == TrialState.COMPLETE]  # fmt: skip
+    assert all(c["FVD-md-lo"] <= c["values"][0] <= c["FVD-md-hi"] for c in summary["complete"])
     assert refs["real_FVD-md-lo"] <= refs["real_FVD-md"] <= refs["real_FVD-md-hi"]
     assert refs["noise_FVD-md"] > refs["real_FVD-md"]
     for p in summary["pareto"]:
@@ -368,6 +372,17 @@ def test_four_workers_share_one_study(tmp_path, cache, kind, request):
     assert_accounted(run_workers(4, storage, tmp_path, cache, trials=4), 4, 4)
 
 
+@pytest.mark.slow
+def test_the_sweep_starts_its_own_workers(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("TPDIFF_CACHE", str(cache))  # the spawned workers inherit it
+    summary = sweep.sweep(TINY, 3, tmp_path, workers=2)
+    study = load(f"sqlite:///{tmp_path / 'study.db'}", TINY.study_name)
+    assert_accounted(study, 3, 2)
+    assert summary["spent"] >= 3 and len(summary["complete"]) >= 3
+    assert set(summary["time"]) == {"trials", "reference seeds"}
+    assert (tmp_path / "pareto.png").stat().st_size > 0  # the report, written once at the end
+
+
 STRESS_ROUNDS = 20
 
 
@@ -445,10 +460,28 @@ def test_storage_check_names_the_value_and_the_forms(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["somefile.txt"]  # checks create nothing
 
 
-def test_the_report_says_whether_the_front_is_resolved_on_quality():
-    ref = {"number": 0, "FVD-md-lo": 900.0, "FVD-md-hi": 1100.0}
-    clear = {"number": 3, "FVD-md-lo": 500.0, "FVD-md-hi": 800.0}
-    overlapping = {"number": 5, "FVD-md-lo": 1000.0, "FVD-md-hi": 1500.0}
-    assert "[3]" in sweep_report.resolution_note([ref, clear, overlapping], ref)
-    note = sweep_report.resolution_note([ref, overlapping], ref)
-    assert "by cost, not by quality" in note
+def _trial(number: int, fvd: float, lo: float, hi: float, reference: bool = False):
+    attrs = {"FVD-md-lo": lo, "FVD-md-hi": hi} | ({"reference": "paper"} if reference else {})
+    t = create_trial(values=[fvd, 1.0], params={"jump_1": 0.5}, user_attrs=attrs,
+                     distributions={"jump_1": FloatDistribution(0.05, 0.95)})  # fmt: skip
+    t.number = number
+    return t
+
+
+def test_front_verdicts_read_the_gap_against_its_smallest_detectable_effect():
+    ref = _trial(0, 1000.0, 900.0, 1100.0, reference=True)
+    clear = _trial(3, 400.0, 300.0, 500.0)
+    close = _trial(5, 950.0, 850.0, 1050.0)
+    seeds = {"0": {"FVD-md": 1000.0}, "1": {"FVD-md": 1040.0}, "2": {"FVD-md": 960.0}}
+    found = sweep_report.front_verdicts([ref, clear, close], ref, seeds)
+    by = {v["number"]: v for v in found}
+    assert set(by) == {3, 5} and by[3]["seed_spread"] == pytest.approx(40.0)
+    # one seed each: se^2 = 2 (100 / 1.645)^2 + 2 x 40^2, so se = 102.9; Holm over 2 rows
+    assert by[3]["verdict"] == "better" and by[3]["gap"] == pytest.approx(-600)
+    # (1.645 + 0.842) x 102.9 at its Holm level (the larger p: 0.10)
+    assert by[5]["verdict"] == "within noise" and by[5]["mde"] == pytest.approx(255.9, abs=0.5)
+    note = sweep_report.verdict_note(found)
+    assert "trial 5: **within noise**" in note
+    assert "beat the equal split beyond the noise: [3]" in note
+    assert "by cost, not by quality" in sweep_report.verdict_note([by[5]])
+    assert sweep_report.front_verdicts([clear], None, seeds) == []

@@ -20,8 +20,8 @@ def matched_arms(runs, book) -> list[Arm]:
     arms = []
     for method in ("vanilla", "tpdiff"):
         train, changes = split_sampling(trial_config(TINY, runs, method=method))
-        score = Evaluation(TINY.trial.n, ("fvd-md", "pa-md"), changes, dict(run=train.name))
-        arms.append(Arm(train, TINY.trial.evals, (score,), book=book, same=("run", "step", "n")))
+        score = Evaluation(TINY.curve.n, ("fvd-md", "pa-md"), changes, dict(run=train.name))
+        arms.append(Arm(train, TINY.curve.evals, (score,), book=book, same=("run", "step", "n")))
     return arms
 
 

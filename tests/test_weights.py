@@ -98,6 +98,22 @@ def test_retraining_is_an_explicit_command_and_deterministic(tmp_path, monkeypat
     with pytest.raises(ValueError, match="never committed"):
         instruments.retrain("evaluator", 5, None, commit=True)
     assert [r["key"] for r in instruments.check_all()] == [recipe.key()]
+    # a new instrument: the committed recipe with a field changed, committed beside it
+    added = instruments.retrain("evaluator", None, None, commit=True, add={"frames": 8})[0]
+    assert added["committed_sha"] is None and added["key"] != recipe.key()
+    keys = sorted(r["key"] for r in instruments.check_all())
+    assert keys == sorted([recipe.key(), added["key"]])
+    with pytest.raises(ValueError, match="name the one to change with --like KEY"):
+        instruments.retrain("evaluator", None, None, commit=False, add={"frames": 12})
+    with pytest.raises(ValueError, match="--like 'nope'"):
+        instruments.retrain("evaluator", None, None, commit=False, add={"frames": 12}, like="nope")
+
+
+def test_added_fields_are_parsed_and_unknown_ones_named():
+    assert instruments.parse_changes("evaluator", ["frames=16", "lr=0.5"]) == {
+        "frames": 16, "lr": 0.5}  # fmt: skip
+    with pytest.raises(ValueError, match="--add 'nope=1': expected FIELD=VALUE"):
+        instruments.parse_changes("evaluator", ["nope=1"])
 
 
 def test_the_list_command_checks_the_committed_files():

@@ -100,7 +100,7 @@ def read_captions(csv_path: Path) -> list[tuple[str, str]]:
     except UnicodeDecodeError as err:
         raise ValueError(
             f"{csv_path} is not UTF-8 text (byte {err.start} of a read block: "
-            f"{err.object[err.start:err.start + 1]!r}); save it as UTF-8 (e.g. iconv -f "
+            f"{err.object[err.start : err.start + 1]!r}); save it as UTF-8 (e.g. iconv -f "
             "latin1 -t utf-8)"
         ) from None
     except csvlib.Error as err:

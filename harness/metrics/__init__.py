@@ -5,7 +5,7 @@ reference `VideoSet`:
 
 | name      | columns                                          | needs                        |
 |-----------|--------------------------------------------------|------------------------------|
-| `fvd-i3d` | `FVD-I3D` (or `FVD-I3D-<recipe>`)                | the Kinetics-400 I3D (`--i3d`)|
+| `fvd-i3d` | `FVD-I3D`, `-lo`, `-hi` (or `FVD-I3D-<recipe>`…) | the Kinetics-400 I3D (`--i3d`)|
 | `fvd-md`  | `FVD-md`, `FVD-md-lo`, `FVD-md-hi`, `evaluator`  | the embedded evaluator       |
 | `kvd-md`  | `KVD-md`, `KVD-md-lo`, `KVD-md-hi`               | the embedded evaluator       |
 | `clipsim` | `CLIPSIM` (0-100)                                | a local CLIP folder (`--clip`)|
@@ -38,7 +38,6 @@ from harness.metrics.clipsim import ClipSim
 from harness.metrics.evaluator import EvaluatorRecipe, Outputs, load_evaluator, predict
 from harness.metrics.flicker import flicker
 from harness.metrics.frechet import frechet_distance, frechet_distance_of_features, gaussian_stats
-from harness.metrics.fvd import fvd
 from harness.metrics.i3d import DEFAULT_PATH as I3D_DEFAULT_PATH
 from harness.metrics.i3d import ENV_VAR as I3D_ENV_VAR
 from harness.metrics.i3d import I3D_RECIPES, I3DFeatures
@@ -149,8 +148,18 @@ def _kvd_md(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
 
 
 def _fvd_i3d(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:
-    result = fvd(ctx.i3d, real.videos, fake.videos)
-    return {result.name: result.value}
+    """FVD in the I3D's space with the same bootstrap interval as FVD-md (features are
+    extracted once; the resamples reuse them)."""
+    name = ctx.i3d.name
+    with torch.no_grad():
+        r = ctx.i3d(real.videos).double().cpu().numpy()
+        f = ctx.i3d(fake.videos).double().cpu().numpy()
+    value = frechet_distance(gaussian_stats(r, f"{name} real features"),
+                             gaussian_stats(f, f"{name} generated features"))  # fmt: skip
+    with warnings.catch_warnings():  # the resamples repeat the n <= d warning, if any
+        warnings.simplefilter("ignore", UserWarning)
+        lo, hi = ctx.interval(frechet_distance_of_features, r, f)
+    return {name: value, f"{name}-lo": lo, f"{name}-hi": hi}
 
 
 def _clipsim(fake: VideoSet, real: VideoSet, ctx: MetricContext) -> dict:

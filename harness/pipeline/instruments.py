@@ -8,6 +8,9 @@ these.
 
 - `list` (the default) loads every committed file, checks its hash against the manifest and
   prints its recipe key, hash and held-out figures; a mismatch exits 2 naming the file.
+- `train KIND --add FIELD=VALUE ... [--like KEY] --commit` trains a new recipe (the
+  committed one of KIND named by --like, or the only one, with those fields changed, e.g.
+  the evaluator at 16 frames for K = 5) and commits it beside the others.
 - `train KIND` (evaluator, autoencoder or all) retrains every committed recipe of KIND from
   scratch and says whether the new weights equal the committed ones (training is
   deterministic at one thread count; another thread count gives other weights). With
@@ -68,16 +71,53 @@ def check_all() -> list[dict]:
     return rows
 
 
-def retrain(kind: str, seed: int | None, out: Path | None, commit: bool) -> list[dict]:
+def parse_changes(kind: str, pairs: list[str]) -> dict:
+    """`["frames=16", ...]` -> {"frames": 16} for fields of KIND's recipe (ints, floats or
+    strings), refused by name when a field is unknown."""
+    fields = {f.name: f.type for f in dataclasses.fields(INSTRUMENTS[kind].recipe)}
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--add {pair!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(fields)}")  # fmt: skip
+        if value.lower() in ("true", "false"):
+            changes[key] = value.lower() == "true"
+            continue
+        for cast in (int, float, str):
+            try:
+                changes[key] = cast(value)
+                break
+            except ValueError:
+                continue
+    return changes
+
+
+def retrain(kind: str, seed: int | None, out: Path | None, commit: bool,
+            add: dict | None = None, like: str | None = None) -> list[dict]:  # fmt: skip
     """Train every committed recipe of `kind` again (with `seed`, if given) -> one row each:
-    the new hash, the committed one and whether they are equal."""
+    the new hash, the committed one (None: a new recipe) and whether they are equal. `add`:
+    instead, train the committed recipe `like` (a key; may be left out when KIND has one)
+    with these fields changed, a new instrument (e.g. the evaluator at 16 frames), committed
+    beside the others with `commit`."""
     if commit and seed is not None:
         raise ValueError("--seed trains a variant for a study; it is never committed")
+    recipes = committed_recipes(kind)
+    if add:
+        keys = [r.key() for r in recipes]
+        if like is None and len(recipes) != 1:
+            raise ValueError(f"--add: {len(recipes)} {kind} recipes are committed ({keys}); "
+                             "name the one to change with --like KEY")  # fmt: skip
+        if like is not None and like not in keys:
+            raise ValueError(f"--like {like!r}: no committed {kind} recipe has that key; "
+                             f"choose one of {keys}")  # fmt: skip
+        base = recipes[0] if like is None else recipes[keys.index(like)]
+        recipes = [dataclasses.replace(base, **add)]
     rows = []
-    for recipe in committed_recipes(kind):
+    for recipe in recipes:
         inst = INSTRUMENTS[kind]
         variant = recipe if seed is None else dataclasses.replace(recipe, seed=seed)
-        before = cached.manifest()[f"{kind}/{recipe.key()}"]["sha"]
+        before = cached.manifest().get(f"{kind}/{recipe.key()}", {}).get("sha")
         start = time.perf_counter()
         state_dict, info = inst.train(variant, True)
         sha = cached.state_hash(state_dict)
@@ -103,6 +143,12 @@ def cli(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, help="train a variant with this seed (not committed)")
     train.add_argument("--out", type=Path, help="cache root of uncommitted weights "
                        "(default: $TPDIFF_CACHE or ~/.cache/tpdiff-harness)")  # fmt: skip
+    train.add_argument("--add", nargs="+", metavar="FIELD=VALUE",
+                       help="train a new recipe: a committed one of KIND (--like) with these "
+                       "fields changed (e.g. frames=16)")  # fmt: skip
+    train.add_argument("--like", metavar="KEY",
+                       help="with --add: the committed recipe to change (python -m "
+                       "harness.weights lists the keys; needed when KIND has several)")  # fmt: skip
     train.add_argument(
         "--commit",
         action="store_true",
@@ -113,12 +159,17 @@ def cli(argv: list[str] | None = None) -> int:
     def run() -> int:
         if args.command == "train":
             kinds = list(INSTRUMENTS) if args.kind == "all" else [args.kind]
+            if args.add and len(kinds) > 1:
+                raise ValueError("--add needs one KIND (evaluator or autoencoder), not all")
             for kind in kinds:
-                for row in retrain(kind, args.seed, args.out, args.commit):
-                    same = "equal to" if row["equal"] else "differ from"
+                add = parse_changes(kind, args.add) if args.add else None
+                for row in retrain(kind, args.seed, args.out, args.commit, add, args.like):
+                    same = ("a new recipe" if row["committed_sha"] is None else
+                            f"{'equal to' if row['equal'] else 'differ from'} committed "
+                            f"{row['committed_sha']}")  # fmt: skip
                     print(f"{row['kind']} {row['key']} seed {row['seed']}: {row['sha']} "
-                          f"({same} committed {row['committed_sha']}; {row['threads']} "
-                          f"threads, {row['seconds']} s) -> {row['path']}")  # fmt: skip
+                          f"({same}; {row['threads']} threads, {row['seconds']} s) -> "
+                          f"{row['path']}")  # fmt: skip
             return 0
         for row in check_all():
             print(f"{row['kind']:12s} {row['key']:28s} {row['sha']}  {row['info']}")

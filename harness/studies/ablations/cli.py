@@ -1,8 +1,9 @@
 """Named ablations: `python -m harness.studies.ablate NAME [NAME ...] [--scale NAME]
-[--out DIR]` (`all` runs every one, `--list` lists them, `--finish` only redoes the steps
-after training, `--commands CONFIG` prints the GPU commands; also `tpdiff-ablate`,
-`nox -s ablate -- NAME`). Trains and scores each variant (`run`), then draws the report
-(`report`); `python -m harness.report DIR` redraws it from the folder's files alone.
+[--out DIR] [--seed-offset K] [--workers N]` (`all` runs every one, `--list` lists them,
+`--finish` only redoes the steps after training, `--commands CONFIG` prints the GPU
+commands; also `tpdiff-ablate`, `nox -s ablate -- NAME`). Trains and scores each variant
+at its seeds (`run`), then draws the report (`report`); `python -m harness.report DIR`
+redraws it from the folder's files alone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/runs/ablations"),
                         help="results folder (default results/runs/ablations; the committed "
                         "run is results/ablations)")  # fmt: skip
+    parser.add_argument("--seed-offset", type=int, default=0, metavar="K",
+                        help="shift every training seed by K (a replica of the study)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="runs trained side by side, one thread each (default: the "
+                        "scale's, 2 at cpu)")  # fmt: skip
+    parser.add_argument("--reuse", type=Path, default=None, metavar="RUNS",
+                        help="a runs folder (e.g. results/runs/paper-cpu/runs) whose finished "
+                        "runs of the same training config and seed are copied instead of "
+                        "trained again")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list the ablations and exit")
     parser.add_argument("--finish", action="store_true",
                         help="only measure speed, sample strips and redraw the report from the "
@@ -44,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list or not (args.names or args.finish or args.commands):
         for key, ab in ABLATIONS.items():
-            print(f"{key:16s} {ab.about}: {', '.join(ab.variants)}")
+            seeds = f" [{ab.seeds} seed{'s' if ab.seeds > 1 else ''}]"
+            print(f"{key:16s} {ab.about}: {', '.join(ab.variants)}{seeds}")
         return 0
     names = list(ABLATIONS) if args.names in (["all"], []) else args.names
     unknown = [n for n in names if n not in ABLATIONS]
@@ -58,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = pd.DataFrame(commands_table(args.commands, names))
         print(rows.fillna("").to_markdown(index=False))
         return 0
-    summary = guarded(
-        parser.prog, False, lambda: run_all(args.out, names, args.scale, train=not args.finish)
-    )
+    if args.workers is not None and args.workers < 1:
+        sys.exit(f"--workers must be at least 1, got {args.workers}")
+    summary = guarded(parser.prog, False, lambda: run_all(
+        args.out, names, args.scale, train=not args.finish, offset=args.seed_offset,
+        workers=args.workers, reuse=args.reuse))  # fmt: skip
     rows = pd.read_csv(args.out / "summary.csv")
     print(rows[[c for c in SHOWN if c in rows]].to_string(index=False))
     print(f"report: {args.out / 'report.md'} ({len(summary['ablations'])} ablations)")

@@ -92,8 +92,11 @@ def commands_table(config: Path, names: list[str]) -> list[dict]:
     base = Config.from_file(config)
     rows = []
     for name in names:
-        for label, changes in ABLATIONS[name].variants.items():
+        ablation = ABLATIONS[name]
+        # a GPU config keeps its own frame count (a `base` of frames is the CPU recipe's)
+        shared = {k: v for k, v in ablation.base.items() if k != "frames"}
+        for label, changes in ablation.variants.items():
             if label == PAPER and name != names[0]:
                 continue  # the paper's setting once
-            rows.append(variant_commands(config, base, name, label, changes))
+            rows.append(variant_commands(config, base, name, label, shared | changes))
     return rows

@@ -5,8 +5,8 @@ the sweep's `cpu` scales and by the recipe study's candidates.
 A 16x16 canvas with one 8-px digit and 8 frames; diffusion on the tiny autoencoder's 8x8x2
 latents; batch 16, lr 2e-3 with a cosine schedule after 50 warm-up steps, EMA 0.999;
 10 % empty captions in training and classifier-free guidance 3 at sampling. Scored by an
-evaluator trained on the same data (64-d features), at n = 128, the smallest n at which
-FVD-md is not biased (n >= 2 x the feature dimension)."""
+evaluator trained on the same data (64-d features); every study scores it by the paper
+suite's design below (curve points at n = 256, finals at n = 1,024)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ SIZES = {"dit": "small-p2", "unet": "lite"}
 STEPS = {"dit": 6000, "unet": 3000}
 # the evaluator's settings, EvaluatorRecipe(**EVALUATOR) (plain data: this module imports nothing)
 EVALUATOR = dict(frames=8, size=16, max_digits=1, digit_size=8, width=8, embed_dim=32)
-N = 128  # videos per sweep-trial and ablation score
-# the paper suite's pre-registered design (docs/paper-suite.md): training seeds per main arm,
+# the studies' pre-registered design (docs/paper-suite.md): training seeds per main arm,
 # videos per final score (and its references), curve snapshots per run (the last is the
 # final score) and videos per curve point
 SEEDS = 3

@@ -78,17 +78,19 @@ def read_csv_strict(
     numeric: Sequence[str] = (),
     flags: Sequence[str] = (),
     key: Sequence[str] = (),
+    text_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The CSV at `path`, read as `pd.read_csv` reads it, once it is whole and consistent.
     filled: columns that must exist with no empty cell (identity columns);
     numeric: columns that, where present, hold numbers or nothing;
     flags: columns that, where present, hold True or False in every row;
-    key: columns whose values no two rows may share."""
+    key: columns whose values no two rows may share;
+    text_columns: columns read as text (hashes that may look like numbers, e.g. 1234e56789)."""
     path = Path(path)
     text = _text(path, fix)
     _check_fields(path, text, fix)
     try:
-        frame = pd.read_csv(io.StringIO(text))
+        frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in text_columns})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path} does not parse as CSV ({err}): {fix}") from None
     missing = [c for c in (*filled, *key) if c not in frame]

@@ -37,9 +37,8 @@ class Scale:
 
     steps: int
     device: str
-    curve: Points  # the paper suite's curve points along each matched run
-    final_n: int  # n of the paper suite's final scores (FVD-md: >= 2 x feature dim)
-    trial: Points  # sweep trials and ablation variants
+    curve: Points  # every study's curve points along each run (the last: the final score)
+    final_n: int  # n of every study's final scores (FVD-md: >= 2 x feature dim)
     overrides: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, str] = field(default_factory=dict)  # backbone -> size (else the baseline's)
     backbone_steps: dict[str, int] = field(default_factory=dict)  # backbone -> steps
@@ -54,10 +53,9 @@ class Scale:
 
     def __post_init__(self):
         for backbone, steps in {"": self.steps, **self.backbone_steps}.items():
-            for points in (self.curve, self.trial):
-                if steps % points.evals:
-                    raise ValueError(f"steps={steps} {backbone} must be a multiple of "
-                                     f"evals={points.evals}")  # fmt: skip
+            if steps % self.curve.evals:
+                raise ValueError(f"steps={steps} {backbone} must be a multiple of "
+                                 f"evals={self.curve.evals}")  # fmt: skip
 
     def steps_for(self, backbone: str) -> int:
         return self.backbone_steps.get(backbone, self.steps)
@@ -88,7 +86,6 @@ SCALES: dict[str, Scale] = {
         device="cpu",
         curve=Points(2, 8),
         final_n=8,
-        trial=Points(2, 8),
         overrides=TINY,
         evaluator=TINY_EVALUATOR,
         grid_samples=2,
@@ -102,7 +99,6 @@ SCALES: dict[str, Scale] = {
         device="cpu",
         curve=Points(4, 8),
         final_n=12,
-        trial=Points(4, 8),
         overrides=TINY,
         evaluator=TINY_EVALUATOR,
         grid_samples=2,
@@ -118,7 +114,6 @@ SCALES: dict[str, Scale] = {
         device="cpu",
         curve=Points(cpu_recipe.CURVE_POINTS, cpu_recipe.CURVE_N),
         final_n=cpu_recipe.FINAL_N,
-        trial=Points(3, cpu_recipe.N),
         overrides=cpu_recipe.OVERRIDES,
         sizes=cpu_recipe.SIZES,
         backbone_steps=cpu_recipe.STEPS,
@@ -133,7 +128,6 @@ SCALES: dict[str, Scale] = {
         device="cuda",
         curve=Points(10, 256),
         final_n=2048,
-        trial=Points(5, 512),
         overrides=GPU,
         batches=(1, 2, 4, 8, 16, 32, 64),
     ),  # fmt: skip

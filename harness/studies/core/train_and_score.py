@@ -43,14 +43,15 @@ from harness.pipeline.evaluate import reference_videos, score_or_reuse
 from harness.pipeline.provenance import training_hash
 from harness.pipeline.sample import sampling_config
 from harness.pipeline.train import main as train_main
-from harness.studies.core.protocol import QUALITY, Evaluation
+from harness.studies.core.protocol import CURVE_METRICS, FINAL_METRICS, QUALITY, Evaluation
 from harness.studies.core.scale import Points, Scale, scale_config
 
 
 def trial_config(scale: Scale, runs: Path, **changes: Any) -> Config:
-    """A sweep trial or ablation variant: baselines/dit-tpdiff.toml at `scale` (its `trial`
-    points) with `changes` applied, named by the hash of its training config."""
-    cfg = scale_config(scale, "dit-tpdiff", runs, scale.trial.evals, **changes)
+    """A sweep trial or ablation variant: baselines/dit-tpdiff.toml at `scale` with
+    `changes` applied, snapshotted at the scale's curve points (`curve_and_final`), named
+    by the hash of its training config."""
+    cfg = scale_config(scale, "dit-tpdiff", runs, scale.curve.evals, **changes)
     train, _ = split_sampling(cfg)
     return cfg.replace(name=train.name)
 
@@ -209,3 +210,22 @@ def trial_arm(cfg: Config, points: Points, metrics: Sequence[str]) -> Arm:
     under the config's own sampling settings."""
     train, changes = split_sampling(cfg)
     return Arm(train, points.evals, (Evaluation(points.n, tuple(metrics), changes),))
+
+
+def curve_and_final(train: Config, scale: Scale, finals: dict[str, dict[str, Any]],
+                    curve_metrics: Sequence[str] = CURVE_METRICS,
+                    extra: dict[str, Any] | None = None,
+                    curve_changes: dict[str, Any] | None = None) -> Arm:  # fmt: skip
+    """The studies' scoring protocol for one trained run (`split_sampling`'s training
+    config): every snapshot but the last at the scale's curve n on `curve_metrics` under
+    `curve_changes` (default: the run's own sampling; role `curve`), and the last at the
+    final n on FINAL_METRICS once per sampling setting of `finals` (key -> sampling
+    changes; role `final`, the key in `sampling_key`); the final under the curve's sampling
+    is the curve's last point. Rows carry `run` and `seed` (0: `Arm.with_seed` shifts it)."""
+    base = (extra or {}) | dict(run=train.name, seed=0)
+    every = (Evaluation(scale.curve.n, tuple(curve_metrics), dict(curve_changes or {}),
+                        base | dict(role="curve", sampling_key="")),)  # fmt: skip
+    last = tuple(Evaluation(scale.final_n, tuple(FINAL_METRICS), changes,
+                            base | dict(role="final", sampling_key=key))
+                 for key, changes in finals.items())  # fmt: skip
+    return Arm(train, scale.curve.evals, every, last, every_at_last=False)

@@ -2,7 +2,8 @@
 from its files alone, without retraining.
 
 The study is picked from what the folder holds (`REPORTS`: `ablations.json`, an
-ablations folder; `evals.csv`, a paper-suite folder; `recipe.csv`, a recipe-study folder).
+ablations folder; `evals.csv`, a paper-suite folder; `recipe.csv`, a recipe-study folder;
+`study.db`, a stage-boundary sweep).
 Every input is checked first: a torn or inconsistent folder ends with one line naming the
 file, the problem and the fix (exit 2), and nothing is written; the outputs are written all
 or none.
@@ -20,6 +21,7 @@ from harness.common.cli import add_debug_flag, guarded
 from harness.studies.ablations import report as ablations
 from harness.studies.paper import report as paper
 from harness.studies.recipe import report as recipe
+from harness.studies.sweep import report as sweep
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ REPORTS: dict[str, Report] = {
     "ablations": Report("ablations.json", ablations.redraw),
     "paper": Report("evals.csv", paper.redraw),
     "recipe": Report("recipe.csv", recipe.redraw),
+    "sweep": Report("study.db", sweep.redraw),
 }
 DEFAULT_REPORT = "paper"  # a folder that holds none of the marks: say what a paper folder lacks
 
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "folder", type=Path, help="a paper-suite, ablations or recipe-study results folder"
+        "folder", type=Path, help="a paper-suite, ablations, recipe-study or sweep results folder"
     )
     parser.add_argument(
         "--reference",

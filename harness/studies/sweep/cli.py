@@ -24,7 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m harness.sweep",
         description="Optuna sweep over TPDiff stage boundaries (quality vs cost).",
-        epilog="Several workers: start each with the same --storage, --study and --trials.",
+        epilog="Workers on other machines: start each with the same --storage, --study and "
+        "--trials.",
     )
     p.add_argument("--trials", type=int, default=12, help="trials to spend in all (default 12)")
     p.add_argument("--scale", default="cpu", choices=sorted(SCALES))
@@ -49,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sampler seed, for a reproducible single-worker study (several workers: give "
         "each its own seed or none, else they draw the same trials)",
     )
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="trials trained side by side in N processes on this machine, one "
+                   "thread each (default: the scale's, 2 at cpu; each worker's sampler seed "
+                   "is --seed + its index)")  # fmt: skip
     p.add_argument("--heartbeat", type=int, default=60, help="RDB heartbeat, seconds")
     p.add_argument("--report-only", action="store_true", help="redraw outputs, run no trial")
     add_debug_flag(p)
@@ -76,9 +81,10 @@ def _main(args: argparse.Namespace) -> int:
         store = open_storage(args.storage or f"sqlite:///{(out / 'study.db').resolve()}", 60)
         summary = write_report(optuna.load_study(study_name=name, storage=store), out)
     else:
+        workers = SCALES[args.scale].workers if args.workers is None else args.workers
         summary = sweep(
             settings, args.trials, out, args.storage, name, args.seed, args.heartbeat,
-            fresh=args.fresh,
+            fresh=args.fresh, workers=workers,
         )  # fmt: skip
     print((out / "report.md").read_text())
     print(json.dumps(summary["trials"]))

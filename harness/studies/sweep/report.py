@@ -23,9 +23,10 @@ from harness.common.io import (  # noqa: E402
     write_json,
     write_text,
 )
-from harness.studies.core import verdicts  # noqa: E402
+from harness.studies.core import variants, verdicts  # noqa: E402
 from harness.studies.core.protocol import QUALITY, SCORE_COLUMNS  # noqa: E402
-from harness.studies.sweep.storage import RETRY, spent  # noqa: E402
+from harness.studies.core.seeds import spread  # noqa: E402
+from harness.studies.sweep.storage import RETRY, open_storage, spent  # noqa: E402
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -54,9 +55,15 @@ def plot_pareto(study: optuna.Study, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names)
-    ax.set_xlabel(f"{names[0]} (lower is better)")
+    ax.set_xlabel(f"{names[0]} (lower is better; bars: 90 % bootstrap interval)")
     ax.set_ylabel(names[1])
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for t in done:  # every complete trial's quality interval
+        lo, hi = t.user_attrs.get(f"{QUALITY}-lo"), t.user_attrs.get(f"{QUALITY}-hi")
+        if lo is not None and hi is not None:
+            x, y = t.values
+            ax.errorbar(x, y, xerr=[[x - lo], [hi - x]], fmt="none", ecolor="#888888",
+                        elinewidth=1, capsize=2, zorder=1)  # fmt: skip
     # labels alternate above / below the point in order of cost, so near points stay legible
     for rank, t in enumerate(sorted(done, key=lambda t: t.values[1])):
         label = f"#{t.number} " + ", ".join(
@@ -122,6 +129,7 @@ def write_report(study: optuna.Study, out: Path) -> dict:
                 plots.append(file)
     reference = next((t for t in complete if t.user_attrs.get("reference")), None)
     counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    seeds = study.user_attrs.get("reference_seeds", {})
     summary = {
         "study": study.study_name,
         "settings": study.user_attrs.get("settings"),
@@ -137,8 +145,22 @@ def write_report(study: optuna.Study, out: Path) -> dict:
             )
             for t in front
         ],
+        "complete": [
+            dict(
+                number=t.number,
+                params=t.params,
+                values=t.values,
+                **{k: t.user_attrs.get(k) for k in (f"{QUALITY}-lo", f"{QUALITY}-hi")},
+                n=(study.user_attrs.get("references") or {}).get("n"),
+            )
+            for t in sorted(complete, key=lambda t: t.number)
+        ],  # fmt: skip
         "references": study.user_attrs.get("references"),
         "reference": None,
+        "reference_seeds": seeds,
+        "front_verdicts": front_verdicts(front, reference, seeds),
+        "rule": variants.RULE,
+        "time": _phases(out),
         "plots": plots,
     }
     if reference is not None:
@@ -196,28 +218,72 @@ def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
     if ref:
         values = ", ".join(f"{n} {v:.4g}" for n, v in zip(summary["objectives"], ref["values"]))
         lines += [f"Paper's equal split (trial {ref['number']}): {values}.", ""]
-        if ref.get("FVD-md-lo") is not None and summary["pareto"]:
-            lines += [resolution_note(summary["pareto"], ref), ""]
+        seeds = summary.get("reference_seeds") or {}
+        if seeds:
+            per = ", ".join(f"seed {s}: {v[QUALITY]:.4g}" for s, v in sorted(seeds.items()))
+            lines += [f"The equal split at {len(seeds)} training seeds ({per}): its spread is "
+                      "the noise floor of the verdicts below.", ""]  # fmt: skip
+        lines += [verdict_note(summary["front_verdicts"]), ""]
+    if summary.get("time"):
+        spent_on = ", ".join(f"{k} {v['seconds'] / 60:.1f} min" for k, v in summary["time"].items())
+        lines += [f"Wall-clock time (`phases.json`): {spent_on}.", ""]
     lines += [f"![{p}]({p})" for p in plots] + ["", "All trials: [trials.csv](trials.csv)", ""]
     return "\n".join(lines)
 
 
-def resolution_note(front: list[dict], ref: dict) -> str:
-    """Whether the front's quality differs from the equal split's beyond the bootstrap
-    noise at this n: a front trial is resolved when the 90 % intervals do not overlap."""
-    apart = [
-        p["number"]
-        for p in front
-        if p["number"] != ref["number"]
-        and p.get("FVD-md-lo") is not None
-        and (p["FVD-md-hi"] < ref["FVD-md-lo"] or p["FVD-md-lo"] > ref["FVD-md-hi"])
+def front_verdicts(front: list, reference, seeds: dict) -> list[dict]:
+    """Each front trial against the equal split on FVD-md (`variants`, one seed each: both
+    bootstrap intervals and the equal split's seed spread; Holm over the front): whether
+    it is `better`, `worse` or `within noise`, with the smallest effect it could have
+    seen. Empty without a complete reference trial."""
+    if reference is None:
+        return []
+    score = lambda t: (t.values[0], t.user_attrs.get(f"{QUALITY}-lo"),  # noqa: E731
+                       t.user_attrs.get(f"{QUALITY}-hi"))  # fmt: skip
+    if None in score(reference):
+        return []
+    sd = spread([float(v[QUALITY]) for v in seeds.values()]) if len(seeds) > 1 else None
+    others = [t for t in front if t.number != reference.number and None not in score(t)]
+    gaps = [variants.gap(QUALITY, {0: score(t)}, {0: score(reference)}, sd) for t in others]
+    calls = variants.decide(QUALITY, [(g, None) for g in gaps])
+    return [dict(number=t.number, params=t.params, seed_spread=sd) | c.row()
+            for t, c in zip(others, calls)]  # fmt: skip
+
+
+def verdict_note(found: list[dict]) -> str:
+    """Whether any front trial beats the equal split by more than its smallest detectable
+    effect (`front_verdicts`)."""
+    if not found:
+        return "No front trial to compare with the equal split (or no reference yet)."
+    lines = [
+        f"Front trials against the equal split ({variants.RULE}). The front is chosen "
+        "partly for low FVD-md, so a `better` here is read with that in mind (a "
+        "winner's curse): the trial's own rerun at other seeds is what confirms it.",
+        "",
     ]
-    if apart:
-        return (
-            f"Front trials whose FVD-md interval does not overlap the equal split's: {apart}; "
-            "the other front trials differ from it on quality by less than the noise at this n."
-        )
-    return (
-        "No front trial's FVD-md interval is clear of the equal split's: at this n the front "
-        "tells configs apart by cost, not by quality."
-    )
+    lines += [f"- trial {v['number']}: **{v['verdict']}**; {v['why']}" for v in found]
+    better = [v["number"] for v in found if v["verdict"] == "better"]
+    lines += ["", f"Front trials that beat the equal split beyond the noise: {better}."
+              if better else "No front trial beats the equal split by more than the smallest "
+              "effect this design could have seen: the front tells configs apart by cost, "
+              "not by quality."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _phases(out: Path) -> dict:
+    """Seconds per phase of the study's run (`phases.json`; trials, reference seeds)."""
+    path = out / "phases.json"
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    return {k: dict(seconds=v["seconds"], sessions=v["sessions"]) for k, v in found.items()}
+
+
+def redraw(folder: Path, reference: Path | None = None) -> str:
+    """`python -m harness.report DIR` on a sweep folder (its `study.db`, one study); returns
+    what to print."""
+    store = open_storage(f"sqlite:///{(folder / 'study.db').resolve()}", 60)
+    names = optuna.get_all_study_names(store)
+    if len(names) != 1:
+        raise ValueError(f"{folder / 'study.db'} holds {len(names)} studies ({names}); redraw "
+                         "one with python -m harness.sweep --report-only --study NAME")  # fmt: skip
+    summary = write_report(optuna.load_study(study_name=names[0], storage=store), folder)
+    return f"report: {folder / 'report.md'} ({summary['spent']} trials spent)"

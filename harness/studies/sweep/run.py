@@ -48,8 +48,10 @@ report.md. A progress bar counts the spent budget and the trials by state.
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,11 +70,13 @@ from harness.metrics import MetricOptions
 from harness.pipeline.build import plan_for
 from harness.pipeline.evaluate import metrics_key, reference_scores
 from harness.pipeline.provenance import code_revision, move_aside, training_hash
-from harness.studies.core.protocol import METRICS, QUALITY, SCORE_COLUMNS
+from harness.studies.core.phases import Phases
+from harness.studies.core.protocol import FINAL_METRICS, QUALITY, SCORE_COLUMNS
 from harness.studies.core.scale import SCALES
 from harness.studies.core.train_and_score import (
+    curve_and_final,
+    split_sampling,
     train_and_score,
-    trial_arm,
     trial_config,
 )
 from harness.studies.sweep.report import write_report
@@ -86,6 +90,9 @@ from harness.studies.sweep.storage import (
     worker_id,
 )
 
+# a trial's curve points: FVD-md at the curve n (pruning compares trials at equal n, where
+# its bias is shared), KVD-md (unbiased) and PA-md
+CURVE = ("fvd-md", "kvd-md", "pa-md", "flicker")
 RUNS = Path("results") / "runs" / "sweep"  # default parent of a study's folder (git-ignored)
 
 COSTS = {
@@ -200,7 +207,7 @@ class Objective:
 
         def on_score(step: int, row: dict) -> None:
             cost = row[cost_key]
-            fvd_at[str(step)] = float(row[QUALITY])
+            fvd_at[str(step)] = float(row[QUALITY])  # at the curve n; the last at the final n
             trial.set_user_attr("fvd_at", fvd_at)
             trial.set_user_attr("trained_steps", step)
             trial.set_user_attr("cost", cost)
@@ -222,9 +229,9 @@ class Objective:
                 raise optuna.TrialPruned(reason)
 
         try:
-            rows = train_and_score(
-                [trial_arm(cfg, self.scale.trial, METRICS)], self.options, on_score=on_score
-            )
+            train, changes = split_sampling(cfg)
+            arm = curve_and_final(train, self.scale, {"": changes}, CURVE, curve_changes=changes)
+            rows = train_and_score([arm], self.options, on_score=on_score)
         except optuna.TrialPruned:
             raise
         except Exception as err:  # recorded, then Optuna marks the trial failed and goes on
@@ -239,11 +246,14 @@ class Objective:
 def job_identity(settings: SweepSettings, options: MetricOptions) -> dict:
     """What a study's trials depend on besides its settings: the code revision, the scale's
     base training config (before the trial's jump points) and the metric options."""
-    base = trial_config(SCALES[settings.scale], Path("runs"))
+    scale = SCALES[settings.scale]
+    base = trial_config(scale, Path("runs"))
     return dict(
         code=code_revision(),
         base_config=training_hash(base),
-        metrics=metrics_key(METRICS, options, base),
+        metrics=metrics_key(FINAL_METRICS, options, base),
+        curve=[scale.curve.evals, scale.curve.n],
+        final_n=scale.final_n,
     )
 
 
@@ -313,11 +323,16 @@ def sweep(
     heartbeat: int = 60,
     options: MetricOptions | None = None,
     fresh: bool = False,
+    workers: int = 1,
 ) -> dict:
-    """Run (or resume) the study until `trials` trials are spent, then write the report."""
+    """Run (or resume) the study until `trials` trials are spent (`workers` processes side
+    by side, one thread each, on the same storage), train the equal split's other seeds
+    (`reference_seeds`), then write the report."""
     scale = SCALES[settings.scale]
     if scale.device == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--scale {settings.scale} needs a CUDA device; use --scale cpu here")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
     study_name = study_name or settings.study_name
     # bad paths and storages fail here, before any folder is made
     check_output_folder(out, "--out")
@@ -340,32 +355,107 @@ def sweep(
         print(f"trials {orphans} lost their worker; marked failed and queued again")
     if "references" not in study.user_attrs:
         study.set_user_attr("references", references(settings, out, options))
-    objective = Objective(settings, out / "runs", options)
-    budget = optuna.study.MaxTrialsCallback(trials, states=BUDGET_STATES)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    bar = tqdm(total=trials, desc=f"sweep {study_name}", unit="trial")
-
-    def show(study: optuna.Study) -> None:
-        every = study.get_trials(deepcopy=False)
-        bar.n = min(spent(every), trials)
-        states = pd.Series([t.state.name.lower() for t in every]).value_counts().to_dict()
-        invalid = sum("invalid" in t.user_attrs.get("pruned_reason", "") for t in every)
-        bar.set_postfix(states | {"invalid": invalid}, refresh=False)
-        bar.refresh()
-
-    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        write_report(study, out)
-        show(study)
-        budget(study, trial)
-
-    show(study)
-    try:
-        if spent(study.get_trials(deepcopy=False)) < trials:
-            study.optimize(objective, n_trials=SAFETY * trials, callbacks=[after_trial],
-                           catch=(Exception,))  # fmt: skip
-    finally:
-        bar.close()
+    run = Worker(settings, trials, out, spec, study_name, heartbeat, options)
+    timer = Phases(out / "phases.json")
+    with timer("trials", workers=workers):
+        _spend(run, study, trials, workers, seed)
+    with timer("reference seeds", workers=workers):
+        reference_seeds(study, settings, out, options, workers)
     return write_report(study, out)
+
+
+def _spend(run: Worker, study: optuna.Study, trials: int, workers: int,
+           seed: int | None) -> None:  # fmt: skip
+    """Run `run` in this process, or in `workers` processes (one thread each) while a bar
+    here counts the spent budget."""
+    if workers == 1:
+        run(seed, report=True)
+    else:
+        spawn = multiprocessing.get_context("spawn")  # CUDA and OpenMP state are not forked
+        bar = tqdm(total=trials, desc=f"sweep {study.study_name} ({workers} workers)", unit="trial")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+            futures = [pool.submit(run, None if seed is None else seed + i, False, 1)
+                       for i in range(workers)]  # fmt: skip
+            while wait(futures, timeout=15).not_done:
+                bar.n = min(spent(study.get_trials(deepcopy=False)), trials)
+                bar.refresh()
+            bar.close()
+            for future in futures:
+                future.result()  # a worker's error stops the study here
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One process's share of a study: optimise until the budget is spent (picklable, so
+    that `sweep` can hand it to worker processes)."""
+
+    settings: SweepSettings
+    trials: int
+    out: Path
+    spec: str
+    study_name: str
+    heartbeat: int
+    options: MetricOptions
+
+    def __call__(self, seed: int | None, report: bool, threads: int | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)  # side by side: no OpenMP spin
+        store = open_storage(self.spec, self.heartbeat)
+        job = job_identity(self.settings, self.options)
+        study = open_study(self.settings, store, self.study_name, seed, job)
+        objective = Objective(self.settings, self.out / "runs", self.options)
+        budget = optuna.study.MaxTrialsCallback(self.trials, states=BUDGET_STATES)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        bar = tqdm(total=self.trials, desc=f"sweep {self.study_name}", unit="trial",
+                   disable=not report)  # fmt: skip
+
+        def show(study: optuna.Study) -> None:
+            every = study.get_trials(deepcopy=False)
+            bar.n = min(spent(every), self.trials)
+            states = pd.Series([t.state.name.lower() for t in every]).value_counts().to_dict()
+            invalid = sum("invalid" in t.user_attrs.get("pruned_reason", "") for t in every)
+            bar.set_postfix(states | {"invalid": invalid}, refresh=False)
+            bar.refresh()
+
+        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            if report:  # one writer: with workers, the parent writes it at the end
+                write_report(study, self.out)
+                show(study)
+            budget(study, trial)
+
+        show(study)
+        try:
+            if spent(study.get_trials(deepcopy=False)) < self.trials:
+                study.optimize(objective, n_trials=SAFETY * self.trials,
+                               callbacks=[after_trial], catch=(Exception,))  # fmt: skip
+        finally:
+            bar.close()
+
+
+def reference_seeds(study: optuna.Study, settings: SweepSettings, out: Path,
+                    options: MetricOptions, workers: int) -> dict:  # fmt: skip
+    """The equal split (the enqueued reference trial, seed 0) trained and scored again at
+    the scale's other seeds (1 .. seeds - 1, `workers` side by side): their spread is the
+    noise floor the front's verdicts are read against. Kept in the study's user attribute
+    `reference_seeds` ({seed: final scores}); {} until the reference trial is complete."""
+    scale = SCALES[settings.scale]
+    ref = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.user_attrs.get("reference")), None)  # fmt: skip
+    if ref is None:
+        return {}
+    keep = (QUALITY, f"{QUALITY}-lo", f"{QUALITY}-hi", "PA-md-digit", "n")
+    first = {k: ref.user_attrs.get(k) for k in keep[1:-1]}  # the trial's value is FVD-md
+    found = {"0": {QUALITY: ref.values[0], **first, "n": scale.final_n}}
+    cfg = Config.from_dict(ref.user_attrs["config"]).replace(out_dir=str(out / "runs"))
+    train, changes = split_sampling(cfg)
+    arm = curve_and_final(train, scale, {"": changes}, CURVE, curve_changes=changes)
+    rows = train_and_score([arm], options, seeds=range(1, scale.seeds), workers=workers,
+                           progress=True)  # fmt: skip
+    for row in rows:
+        if row.get("role") == "final":
+            found[str(int(row["seed"]))] = {k: float(row[k]) for k in keep}
+    study.set_user_attr("reference_seeds", found)
+    return found
 
 
 def references(settings: SweepSettings, out: Path, options: MetricOptions) -> dict:
@@ -374,10 +464,10 @@ def references(settings: SweepSettings, out: Path, options: MetricOptions) -> di
     noise vs real (learned nothing) and chance PA-md-digit (captions ignored)."""
     scale = SCALES[settings.scale]
     base = trial_config(scale, out / "runs")
-    refs = reference_scores(out / "references.csv", base, scale.trial.n, options, METRICS)
+    refs = reference_scores(out / "references.csv", base, scale.final_n, options, FINAL_METRICS)
     real, noise, chance = refs["real"], refs["noise"], refs["chance"]
     return {
-        "n": scale.trial.n,
+        "n": scale.final_n,
         "real_FVD-md": float(real[QUALITY]),
         "real_FVD-md-lo": float(real[f"{QUALITY}-lo"]),
         "real_FVD-md-hi": float(real[f"{QUALITY}-hi"]),
