@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -23,3 +25,13 @@ def random_valid_plans(form, num_frames, num_stages, upsample, count, seed):
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """The device of the `cuda`-marked tests: TPDIFF_TEST_DEVICE (default cpu, as CI runs
+    them; `python -m harness.run --suite gpu-check` sets cuda). A cuda run without a
+    visible GPU fails here, by name, rather than skipping."""
+    from harness.pipeline.build import resolve_device
+
+    return resolve_device(os.environ.get("TPDIFF_TEST_DEVICE", "cpu"))

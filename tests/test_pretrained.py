@@ -172,6 +172,34 @@ def test_pipeline_encodes_trains_both_methods_samples_and_decodes(folders, tmp_p
     assert [s.frames for s in gen.plan.stages] == [1, 2, 4]
 
 
+@pytest.mark.slow
+@pytest.mark.cuda
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_pipeline_fine_tunes_both_methods_on_the_device_then_samples_and_scores(
+    folders, tmp_path, pipeline, device
+):
+    """The GPU check's fine-tuning: 20 steps of each method from the pipeline's weights on
+    the test device (bf16 autocast on CUDA), sampled there and scored on motion."""
+    from harness.metrics import MetricOptions, VideoSet, compute_metrics
+
+    real = MovingDigits(num_videos=6, frames=config(folders[pipeline], pipeline, tmp_path).frames,
+                        size=32, channels=3, seed=0)  # fmt: skip
+    reference = VideoSet(torch.stack([real[i]["video"] for i in range(2)]),
+                         tuple(real[i]["caption"] for i in range(2)))  # fmt: skip
+    for method in ("vanilla", "tpdiff"):
+        cfg = config(folders[pipeline], pipeline, tmp_path, f"method={method}", f"name={method}",
+                     "steps=20", f"device={device.type}")  # fmt: skip
+        run = train.main(cfg)
+        rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == list(range(1, 21))
+        assert all(np.isfinite(r["loss"]) for r in rows)
+        gen = generate(run, dict(device=device.type), progress=False)
+        assert gen.videos.shape == (2, 3, cfg.frames, 32, 32) and torch.isfinite(gen.videos).all()
+        scores = compute_metrics(VideoSet(gen.videos.cpu(), tuple(gen.captions)), reference,
+                                 ["flicker", "motion"], MetricOptions())  # fmt: skip
+        assert np.isfinite(scores["motion-gap"]) and np.isfinite(scores["flicker"])
+
+
 def test_video_folder_latents_and_sampling_prompts_come_from_the_cache(
     folders, tmp_path, monkeypatch
 ):

@@ -1,3 +1,4 @@
+import contextlib
 import dataclasses
 import json
 import os
@@ -249,6 +250,37 @@ def test_two_process_torchrun(tmp_path):
     assert [r["stage"] for r in rows] == shared
     with pytest.raises(ValueError, match="trained on 2 process\\(es\\) but this resume has 1"):
         train.main(tiny(tmp_path, "steps=5", "name=ddp"))
+
+
+@pytest.mark.slow
+@pytest.mark.cuda
+def test_torchrun_on_the_device_is_killed_and_resumed(tmp_path, device):
+    """torchrun (NCCL on CUDA, gloo on CPU; 2 processes where 2 GPUs are visible): a run
+    killed mid-way resumes from its checkpoint and logs every step once."""
+    world = 2 if device.type == "cuda" and torch.cuda.device_count() > 1 else 1
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={world}", "-m", "harness.train", *TINY, f"out_dir={tmp_path}",
+           "steps=40", "ckpt_every=5", f"device={device.type}", "name=tr"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    log = tmp_path / "tr" / "log.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 12:
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):  # the launcher and its workers
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = torch.load(tmp_path / "tr" / "checkpoint.pt", weights_only=False)["step"]
+    assert 5 <= step < 40, "the kill must land mid-run"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["step"] for r in _log(tmp_path / "tr")] == list(range(1, 41))
+    record = json.loads((tmp_path / "tr" / "config.json").read_text())
+    assert record["world_size"] == world  # and the process group is joined even at 1
+    assert record["backend"] == ("nccl" if device.type == "cuda" else "gloo")
 
 
 def _shared(step):

@@ -133,10 +133,12 @@ class StepResult:
 
 def setup_distributed(cfg: Config) -> tuple[torch.device, int, int]:
     """(device, rank, world size); under torchrun joins the process group (NCCL on CUDA,
-    else gloo) and checks that the batch and FSDP fit the world size."""
+    else gloo), at any world size, one process included, and checks that the batch and
+    FSDP fit the world size."""
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    launched = "TORCHELASTIC_RUN_ID" in os.environ  # torchrun sets it for every worker
+    if (world > 1 or launched) and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)  # one GPU per rank, bound before NCCL starts
             dist.init_process_group("nccl", device_id=device)
@@ -238,6 +240,7 @@ def resume_or_start(cfg: Config, device: torch.device, rank: int, world: int) ->
         macs_by_frames = {str(f): m for f, m in macs.items()}
         record = dict(config=cfg.to_dict(), git=code_revision(), plan=built.plan.to_dict(),
                       world_size=world, forward_macs=macs_by_frames,
+                      backend=dist.get_backend() if dist.is_initialized() else None,
                       environment=environment())  # fmt: skip
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(cfg.run_dir / "config.json", record)

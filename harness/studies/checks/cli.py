@@ -1,5 +1,6 @@
-"""The self-check suites as `python -m harness.run --suite engine|cost [--scale NAME]`: the
-scale picks the device (and the engine check's frame count)."""
+"""The self-check suites as `python -m harness.run --suite engine|cost|gpu-check [--scale
+NAME]`: the scale picks the device (and the engine check's frame count); the GPU check
+runs on CUDA, or on the CPU with `--dry-run`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from harness.studies.checks import run
+from harness.studies.checks import gpu, run
 from harness.studies.core.scale import SCALES
 
 
@@ -21,3 +22,9 @@ def cost(out: Path, scale: str, fresh: bool = False) -> dict:
     if SCALES[scale].device == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--scale {scale} needs a CUDA device; use --scale cpu here")
     return run.cost(out, torch.device(SCALES[scale].device))
+
+
+def gpu_check(out: Path, scale: str, fresh: bool = False, dry_run: bool = False) -> dict:
+    """Every CUDA path in a few minutes (`harness.studies.checks.gpu`), into
+    `<out>/<device>/`: `--out results/gpu` is the committed place."""
+    return gpu.gpu_check(out, dry_run=dry_run)

@@ -34,22 +34,13 @@ import pandas as pd
 from harness.common.io import plain, write_csv, write_json, write_text
 from harness.studies.core import verdicts
 from harness.studies.core.inputs import load_torch_strict, read_csv_strict, read_json_strict
+from harness.studies.core.paper_figures import PAPER_FIGURES
 from harness.studies.core.plots import plot_quality, plot_renoise_strip
 from harness.studies.core.seeds import spread
 from harness.studies.core.staging import staged
 from harness.studies.core.verdicts import Curve, Estimate
 
-# arXiv 2503.09566 (docs/method.md sec. 9), per backbone role, quoted beside ours
-PAPER = pd.DataFrame(
-    [
-        dict(backbone="dit", role="MiniFlux-vid (flow DiT)", inference_speedup=1.71,
-             training_cost_ratio=round(1 / 2.13, 3), fvd_no_align=602.1, fvd_align=562.6,
-             clipsim_no_align=29.34, clipsim_align=29.76),
-        dict(backbone="unet", role="AnimateDiff (DDIM UNet)", inference_speedup=1.49,
-             training_cost_ratio=0.5, fvd_no_align=834.5, fvd_align=782.6,
-             clipsim_no_align=28.21, clipsim_align=28.91),
-    ]
-)  # fmt: skip
+PAPER = pd.DataFrame(PAPER_FIGURES)  # the paper's own figures, quoted beside ours
 
 EVAL_COLUMNS = ("run", "backbone", "form", "variant", "role", "seed", "step", "renoise", "n",
                 "train_flops", "train_wall_s")  # fmt: skip

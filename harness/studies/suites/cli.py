@@ -1,5 +1,5 @@
 """`python -m harness.run --suite NAME [--scale tiny|smoke|cpu|gpu] [--seeds S]
-[--seed-offset K] [--workers W] [--out DIR] [--fresh] [--debug]`.
+[--seed-offset K] [--workers W] [--dry-run] [--out DIR] [--fresh] [--debug]`.
 
 Results go to `results/runs/<suite>-<scale>/` by default (git-ignored), never into the
 committed reference results (`results/paper/`, ...): a newcomer's run sits beside them,
@@ -22,7 +22,7 @@ from harness.common.cli import add_debug_flag, guarded
 from harness.common.io import check_output_folder
 from harness.common.lock import owned
 from harness.studies.core.scale import SCALES
-from harness.studies.suites.registry import SEEDED, SUITES
+from harness.studies.suites.registry import DRY_RUN, SEEDED, SUITES
 
 RUNS = Path("results") / "runs"  # ignored by git: every run's own folder lives here
 
@@ -43,6 +43,11 @@ def run_suite(args: argparse.Namespace, out: Path) -> dict:
             raise ValueError(f"{', '.join(given)} apply to the suites {sorted(SEEDED)} only, "
                              f"not to {args.suite!r}: drop them")  # fmt: skip
         design = {}
+    if args.dry_run:
+        if args.suite not in DRY_RUN:
+            raise ValueError(f"--dry-run applies to the suites {sorted(DRY_RUN)} only, not to "
+                             f"{args.suite!r}: drop it")  # fmt: skip
+        design["dry_run"] = True
     with owned(out, f"{args.suite} suite folder"):
         return SUITES[args.suite](out, args.scale, args.fresh, **design)
 
@@ -87,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         help="runs trained side by side, one thread each (default: the scale's, 2 at cpu)",
     )
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="gpu-check: the same plumbing on this CPU (device tests on cpu, small shapes)",
+    )
+    parser.add_argument(
         "--fresh",
         action="store_true",
         help="if --out holds another job's results, move them to <out>.superseded-<time>/ first",
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or default_out(args.suite, args.scale)
     t0 = time.perf_counter()
     summary = guarded("python -m harness.run", args.debug, lambda: run_suite(args, out))
-    report = out / "report.md"
+    report = Path(summary.get("folder", out)) / "report.md"  # gpu-check: <out>/<device>/
     if report.exists():
         print(report.read_text())
     print(json.dumps(summary, indent=2))

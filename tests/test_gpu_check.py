@@ -1,0 +1,62 @@
+"""`python -m harness.run --suite gpu-check`: its CPU mode (what CI runs) and its one-line
+refusals."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import harness.studies.checks.gpu as gpu
+from harness.studies.suites.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_the_dry_run_runs_every_part_on_this_cpu(tmp_path):
+    assert main(["--suite", "gpu-check", "--dry-run", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "cpu-dry-run"
+    summary = json.loads((folder / "summary.json").read_text())
+    tests = summary["device_tests"]
+    assert summary["passed"] and summary["dry_run"] and tests["device"] == "cpu"
+    assert tests["tests"] >= 5 and tests["failures"] == tests["errors"] == 0
+    assert {r["backbone"] for r in summary["cost"]} == {"dit", "unet"}
+    assert all(r["flop_ratio_bound"] > 1 and r["latency_inference_speedup"] > 0
+               for r in summary["cost"])  # fmt: skip
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert len(files) <= 8, files  # what comes back from a lent machine
+    assert "Device tests (`pytest -m cuda` on cpu)" in (folder / "report.md").read_text()
+
+
+def test_a_missing_package_or_gpu_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu, "missing_packages", lambda names=gpu.NEEDED: ["pytest"])
+    with pytest.raises(SystemExit) as stop:
+        main(["--suite", "gpu-check", "--dry-run", "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs pytest" in err[0] and "pip download" in err[0]
+    monkeypatch.setattr(gpu, "missing_packages", lambda names=gpu.NEEDED: [])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as stop:
+            main(["--suite", "gpu-check", "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no CUDA device is visible" in err[0] and "--dry-run" in err[0]
+    with pytest.raises(SystemExit):
+        main(["--suite", "engine", "--dry-run", "--out", str(tmp_path)])
+    assert "--dry-run applies to the suites ['gpu-check'] only" in capsys.readouterr().err
+
+
+def test_a_package_the_harness_imports_is_named_when_missing(tmp_path):
+    """A bare CUDA image without fvcore: one line, exit 2, before any suite starts."""
+    code = ("import sys; sys.modules['fvcore'] = None; sys.argv = ['harness.run', '--suite', "
+            f"'engine', '--out', {str(tmp_path)!r}]; from harness.run import main; "
+            "sys.exit(main())")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'fvcore' is missing" in lines[0] and "docs/gpu.md" in lines[0]
+    assert not list(tmp_path.iterdir())
