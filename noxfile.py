@@ -25,9 +25,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def notebook(session: nox.Session) -> None:
-    """Execute notebooks/analysis.ipynb against results/paper (or the folder given after --)."""
+    """Execute notebooks/analysis.ipynb against results/paper and write it back with its
+    outputs (commit it); `-- DIR --save OUT.ipynb` executes it against another folder."""
     session.install(TORCH, "-e", ".[dev]")
-    session.run("python", "notebooks/execute.py", *session.posargs)
+    session.run("python", "notebooks/execute.py", *(session.posargs or ["--in-place"]))
 
 
 @nox.session

@@ -308,6 +308,18 @@ def test_sampling_uses_the_trained_plan_and_keeps_other_settings(tmp_path, capsy
     assert torch.equal(torch.load(snap / "videos.pt"), torch.load(own / "videos.pt"))
     again = cli(["--run", str(run), "num_samples=1"])
     assert torch.load(again / "videos.pt").shape[0] == 1
+    gifs = cli(
+        ["--run", str(run), "num_samples=2", "--format", "gif", "--out", str(tmp_path / "g")]
+    )
+    assert sorted(p.suffix for p in gifs.iterdir() if p.suffix in (".gif", ".mp4", ".png")) == [
+        ".gif", ".gif"]  # fmt: skip
+    both = cli(["--run", str(run), "--format", "png,mp4", "--out", str(tmp_path / "pm")])
+    assert {p.suffix for p in both.iterdir()} >= {".png", ".mp4"}
+    assert not list(both.glob("*.gif"))
+    with pytest.raises(SystemExit):
+        cli(["--run", str(run), "--format", "webm", "--out", str(tmp_path / "w")])
+    assert "--format webm: choose one or more of gif, mp4, png" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()  # refused before sampling
     assert not list((run / "samples").glob(".*")), "no temporary folders left behind"
     with pytest.raises(SystemExit):
         cli(["--run", str(run), "lr=0.1"])
@@ -336,3 +348,49 @@ def test_a_run_is_not_resumed_on_another_autoencoders_latents(tmp_path, monkeypa
     monkeypatch.setattr(train, "trained_codec_hash", lambda cfg: "bbbb")
     with pytest.raises(ValueError, match="latents of autoencoder weights aaaa.*now bbbb"):
         train.main(tiny(tmp_path, "steps=2", "name=codec"))
+
+
+def test_tensorboard_mirrors_the_log_when_asked_for(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from harness.pipeline.provenance import training_hash
+    from harness.pipeline.tracking import log_scores
+
+    cfg = tiny(tmp_path, "steps=2", "name=tb", "log_with=tensorboard")
+    assert training_hash(cfg) == training_hash(cfg.replace(log_with=""))  # execution only
+    run = train.main(cfg)
+    events = EventAccumulator(str(run / "tb")).Reload()
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in _log(run)])
+    assert {"train/lr", "train/stage", "train/flops"} <= set(events.Tags()["scalars"])
+    # a snapshot's scores go beside them; scoring it again replaces its points
+    log_scores(cfg, run, 2, [(8, {"FVD-md": 1.5, "PA-md-digit": 0.25})])
+    log_scores(cfg, run, 2, [(8, {"FVD-md": 2.0, "PA-md-digit": 0.5})])
+    scores = EventAccumulator(str(run / "tb" / "eval")).Reload()
+    assert [(e.step, e.value) for e in scores.Scalars("eval/FVD-md@n8")] == [(2, 2.0)]
+    # a resumed run drops what it had logged past its checkpoint, as log.jsonl is cut back
+    again = train.main(cfg.replace(steps=3))
+    resumed = EventAccumulator(str(again / "tb")).Reload()
+    assert [e.step for e in resumed.Scalars("train/loss")] == [1, 2, 3]
+
+
+def test_tensorboard_without_the_package_is_refused_by_name(tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    cfg = tiny(tmp_path, "steps=1", "name=tb", "log_with=tensorboard")
+    needs = r'needs the tensorboard package: pip install -e "\.\[tb\]"'
+    with pytest.raises(ValueError, match=needs):
+        train.main(cfg)
+    assert not (cfg.run_dir / "log.jsonl").exists() or not (cfg.run_dir / "log.jsonl").read_text()
+    with pytest.raises(ValueError, match="log_with must be one of"):
+        tiny(tmp_path, "log_with=wandb")

@@ -43,6 +43,8 @@ METHOD_FIELDS = (
     "stage_weighting",
 )
 
+LOG_WITH = ("", "tensorboard")  # where live curves go besides log.jsonl
+
 # config keys that may change between a run and its resumption: they never change what
 # training computes (steps only sets where it stops; the rest is execution and output)
 RESUMABLE_CHANGES = (
@@ -59,6 +61,7 @@ RESUMABLE_CHANGES = (
     "attention",
     "grad_checkpointing",
     "compile",
+    "log_with",
 )
 
 
@@ -163,6 +166,9 @@ class Config:
     grad_checkpointing: bool = False
     compile: str = "off"  # off | inductor | aot_eager | eager (torch.compile backend)
     fsdp: bool = False  # FSDP2 instead of DDP under torchrun
+    # also write live curves for a watcher: "" (log.jsonl only) | tensorboard (<run>/tb/,
+    # `pip install -e ".[tb]"`); log.jsonl stays the record
+    log_with: str = ""
 
     def __post_init__(self):
         check_name(self.name)
@@ -170,6 +176,8 @@ class Config:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.log_with not in LOG_WITH:
+            raise ValueError(f"log_with must be one of {LOG_WITH}, got {self.log_with!r}")
         get_form(self.form)
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")

@@ -123,6 +123,14 @@ def write_torch(path: str | Path, obj: Any) -> Path:
     return path
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file and an atomic rename."""
+    path = Path(path)
+    with _replacing(path, ".tmp") as tmp:
+        Path(tmp).write_bytes(data)
+    return path
+
+
 def write_npz(path: str | Path, **arrays: Any) -> Path:
     """np.savez_compressed `arrays` to `path` via a temporary file and an atomic rename."""
     import numpy as np

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,11 +63,6 @@ def load_checkpoint(run_dir: Path, checkpoint: str | Path | None = None) -> dict
             "the folder of an existing run"
         )
     return read_checkpoint(path)
-
-
-def to_uint8_videos(videos: torch.Tensor) -> np.ndarray:
-    """(N, C, F, H, W) in [-1, 1] -> the same layout in uint8 (0..255): samples kept small."""
-    return ((videos.float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -227,18 +222,36 @@ def generate(
     return Generated(videos, captions, cfg, built.plan, state["step"])
 
 
+FORMATS = ("gif", "mp4", "png")  # a GIF and an MP4 per video, the PNG grid of them all
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The formats asked for (a list, or one name), in FORMATS order; ValueError naming an
+    unknown one."""
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        asked = ",".join(formats) or "(none)"
+        raise ValueError(f"--format {asked}: choose one or more of {', '.join(FORMATS)}, "
+                         "e.g. --format gif or --format gif,png")  # fmt: skip
+    return tuple(f for f in FORMATS if f in formats)
+
+
 def main(
     run_dir: str | Path,
     changes: Mapping[str, Any] | None = None,
     out: Path | None = None,
     checkpoint: str | Path | None = None,
+    formats: Sequence[str] = FORMATS,
 ) -> Path:
     """Sample from the trained run in `run_dir` (see `generate`); returns the samples folder.
 
     The default folder is `<run>/samples/<plan_tag>/` (plus `-step<N>` for a
     snapshot); it is written to a temporary folder first and swapped in whole, so
-    other settings' samples and an interrupted write never clobber earlier results."""
+    other settings' samples and an interrupted write never clobber earlier results.
+    `formats`: which of FORMATS to write (the videos, captions and settings always)."""
     run_dir = Path(run_dir)
+    formats = check_formats(formats)
     if out is not None:
         check_output_folder(out)  # before sampling
     gen = generate(run_dir, changes, checkpoint)
@@ -256,9 +269,12 @@ def main(
     tmp.chmod(0o777 & ~umask())  # a folder like any other, not mkdtemp's 0700
     frames = [to_uint8(v) for v in gen.videos]
     for i, f in enumerate(frames):
-        save_gif(f, tmp / f"video_{i:03d}.gif")
-        save_mp4(f, tmp / f"video_{i:03d}.mp4")
-    save_grid(frames, gen.captions, tmp / "grid.png")
+        if "gif" in formats:
+            save_gif(f, tmp / f"video_{i:03d}.gif")
+        if "mp4" in formats:
+            save_mp4(f, tmp / f"video_{i:03d}.mp4")
+    if "png" in formats:
+        save_grid(frames, gen.captions, tmp / "grid.png")
     lines = "".join(f"{i:03d}\t{c}\n" for i, c in enumerate(gen.captions))
     (tmp / "captions.txt").write_text(lines)
     torch.save(gen.videos, tmp / "videos.pt")
@@ -298,6 +314,10 @@ def cli(argv: list[str] | None = None) -> Path:
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. method=vanilla seed=3")
     parser.add_argument("--out", type=Path, help="samples folder (default <run>/samples/<tag>)")
     parser.add_argument("--checkpoint", help="a snapshot instead, e.g. snapshots/step_000200.pt")
+    parser.add_argument("--format", default=",".join(FORMATS), metavar="gif,mp4,png",
+                        help="which files to write: a GIF and an MP4 per video and the PNG "
+                        "grid (default: all three; videos.pt, captions.txt and sampling.json "
+                        "always)")  # fmt: skip
     add_debug_flag(parser)
     args = parser.parse_intermixed_args(argv)  # options may follow the key=value overrides
 
@@ -310,7 +330,8 @@ def cli(argv: list[str] | None = None) -> Path:
         if run_dir is None:
             where = {k: changes.pop(k) for k in ("name", "out_dir") if k in changes}
             run_dir = Config.from_file(args.config).replace(**where).run_dir
-        return main(run_dir, changes, args.out, args.checkpoint)
+        formats = check_formats([f.strip() for f in args.format.split(",") if f.strip()])
+        return main(run_dir, changes, args.out, args.checkpoint, formats)
 
     return guarded("python -m harness.sample", args.debug, run)
 

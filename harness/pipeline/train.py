@@ -58,6 +58,8 @@ from harness.pipeline.runfolder import (
     save_checkpoint,
     truncate_log,
 )
+from harness.pipeline.tracking import open_tracker
+from harness.pipeline.tracking import require as require_tracker
 
 
 def learning_rate(cfg: Config, step: int) -> float:
@@ -436,6 +438,7 @@ def main(cfg: Config, stop_at: int | None = None) -> Path:
     checkpointing where it stops; returns the run folder. Stopping early and resuming later
     is bit-identical to one uninterrupted run."""
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    require_tracker(cfg)  # a missing tracker is refused before anything is built
     device, rank, world = setup_distributed(cfg)
     # one job writes a run folder; its torchrun ranks share rank 0's hold (harness.common.lock)
     with owned(cfg.run_dir, "training run") if rank == 0 else nullcontext():
@@ -448,6 +451,7 @@ def train_loop(cfg: Config, end: int, device: torch.device, rank: int, world: in
     s = resume_or_start(cfg, device, rank, world)
     if s.step >= end:
         return cfg.run_dir
+    tracker = open_tracker(cfg, cfg.run_dir, rank, resumed_at=s.step)
     log = (cfg.run_dir / "log.jsonl").open("a") if rank == 0 else None
     bar = tqdm(range(s.step, end), initial=s.step, total=end, desc=cfg.name, disable=rank != 0)
     s.model.train()
@@ -458,12 +462,16 @@ def train_loop(cfg: Config, end: int, device: torch.device, rank: int, world: in
             batch = draw_batch(s, step, next(batches), time.perf_counter() - t0)
             result = train_step(s, step, batch)
             row = log_step(s, log, result, batch.data_time_s)
+            if tracker is not None:
+                tracker.train_step(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", stage=row["stage"])
             save(s, end)
     finally:  # also when a non-finite loss stops the run
         bar.close()
         if log is not None:
             log.close()
+        if tracker is not None:
+            tracker.close()
     if world > 1:
         barrier(device)
     return cfg.run_dir

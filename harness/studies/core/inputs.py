@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.common.io import load_torch
@@ -141,3 +142,29 @@ def load_torch_strict(path: str | Path, fix: str) -> Any:
     """torch.load of `path` (a file the harness saved: weights_only=False); a torn file is
     a ValueError naming it and `fix`."""
     return load_torch(path, "saved results file", fix, weights_only=False)
+
+
+def load_npz_strict(path: str | Path, fix: str, videos: Sequence[str] = ("videos",),
+                    ) -> dict[str, np.ndarray]:  # fmt: skip
+    """The arrays of the .npz of samples at `path` (no pickles): each of `videos` uint8
+    (N, C, F, H, W), and `captions`, one per video. A torn, foreign or inconsistent file is
+    a ValueError naming it and `fix`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as found:
+            arrays = {k: found[k] for k in found.files}
+    except Exception as err:  # a cut zip, a bad member, a foreign file
+        what = f"{path} is not a readable .npz of samples ({type(err).__name__}: {err}; torn?)"
+        raise ValueError(f"{what}: {fix}") from None
+    missing = [k for k in (*videos, "captions") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {missing} (holds {sorted(arrays)}): {fix}")
+    for k in videos:
+        v = arrays[k]
+        if v.dtype != np.uint8 or v.ndim != 5 or len(v) != len(arrays["captions"]):
+            n = len(arrays["captions"])
+            raise ValueError(f"{path}: {k} is {v.dtype} {v.shape}, not uint8 (N, C, F, H, W) "
+                             f"with one of its {n} captions each: {fix}")  # fmt: skip
+    return arrays

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from harness.common.io import save_figure  # noqa: E402
 
@@ -93,11 +94,18 @@ def plot_quality(
     save_figure(fig, path)
 
 
+def _signed(video: Any) -> torch.Tensor:
+    """A video as a float tensor in [-1, 1] (uint8 0..255 are mapped there)."""
+    x = torch.as_tensor(video)
+    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+
+
 def plot_video_rows(
     rows: list[tuple[str, Any]], title: str, path: Path, size=(0.8, 0.95), fontsize: int = 7
 ) -> None:
-    """A figure of videos: a row per (label, (C, F, H, W) video in [-1, 1]), a column per
-    frame; each cell `size` inches (width, height)."""
+    """A figure of videos: a row per (label, (C, F, H, W) video: floats in [-1, 1] or
+    uint8), a column per frame; each cell `size` inches (width, height)."""
+    rows = [(label, _signed(video)) for label, video in rows]
     frames = rows[0][1].shape[1]
     fig, axes = plt.subplots(len(rows), frames, squeeze=False,
                              figsize=(size[0] * frames + 1.6, size[1] * len(rows)))  # fmt: skip

@@ -42,6 +42,7 @@ from harness.pipeline.build import plan_for
 from harness.pipeline.evaluate import reference_videos, score_or_reuse
 from harness.pipeline.provenance import training_hash
 from harness.pipeline.sample import sampling_config
+from harness.pipeline.tracking import log_scores
 from harness.pipeline.train import main as train_main
 from harness.studies.core.protocol import CURVE_METRICS, FINAL_METRICS, QUALITY, Evaluation
 from harness.studies.core.scale import Points, Scale, scale_config
@@ -159,6 +160,7 @@ def score_arm(arm: Arm, options: MetricOptions, on_score: OnScore | None = None,
                 if QUALITY.lower() in e.metrics and not math.isfinite(row[QUALITY]):
                     raise FloatingPointError(f"{QUALITY} is {row[QUALITY]} at step {step} of {run}")
                 scored.append(row | costs(run, sampling_config(train, e.changes)))
+            log_scores(train, run, step, [(e.n, r) for e, r in zip(todo, scored)])
         rows += scored
         for row in scored:
             if on_score is not None:

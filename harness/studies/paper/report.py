@@ -4,8 +4,9 @@ its files alone: `python -m harness.report DIR` redraws everything without retra
 Reads `evals.csv` (one row per score: run, backbone, variant, role `curve` or `final`,
 step, renoise, n, training FLOPs and compute time at that step, its identity and the metric
 columns with their bootstrap intervals), `references.csv` (real vs real, noise vs real and
-chance agreement at each n), `cost_plans.csv` and `cost_stages.csv`, `renoise_strip.pt`,
-`grids/` and `job.json` (what produced the folder). The run folders are not needed, so a
+chance agreement at each n), `cost_plans.csv` and `cost_stages.csv`, `finals/` (uint8
+samples of every run and the renoise strip, which the report animates), `grids/` and
+`job.json` (what produced the folder). The run folders are not needed, so a
 results folder redraws on a fresh clone. Curves use the curve metric (KVD-md: unbiased at
 the small n of a curve point); final figures use FVD-md at the final n. The verdict rules
 are in `harness.studies.core.verdicts`. With a committed reference folder given, the report
@@ -32,8 +33,15 @@ import numpy as np
 import pandas as pd
 
 from harness.common.io import plain, write_csv, write_json, write_text
+from harness.common.video import to_uint8_videos
 from harness.studies.core import verdicts
-from harness.studies.core.inputs import load_torch_strict, read_csv_strict, read_json_strict
+from harness.studies.core.animations import side_by_side
+from harness.studies.core.inputs import (
+    load_npz_strict,
+    load_torch_strict,
+    read_csv_strict,
+    read_json_strict,
+)
 from harness.studies.core.paper_figures import PAPER_FIGURES
 from harness.studies.core.plots import plot_quality, plot_renoise_strip
 from harness.studies.core.seeds import spread
@@ -69,10 +77,11 @@ class Inputs:
     plans: pd.DataFrame  # cost_plans.csv
     stages: pd.DataFrame  # cost_stages.csv
     job: dict  # job.json ({} when absent)
-    strip: dict | None  # renoise_strip.pt
+    strip: dict | None  # the renoise strip (STRIP, or an older folder's renoise_strip.pt)
     reference: dict | None  # the committed reference folder's summary.json
     sweep: pd.DataFrame | None = None  # inference_batches.csv (None: an older folder)
     phases: dict | None = None  # phases.json: where the job's wall-clock time went
+    finals: dict | None = None  # finals/<run>.npz: uint8 videos and captions of each run
 
 
 def load_evals(out: Path) -> pd.DataFrame:
@@ -118,8 +127,7 @@ def load(out: Path, reference: Path | None = None) -> Inputs:
                             numeric=PLAN_COLUMNS[2:], key=("backbone",))  # fmt: skip
     stages = read_csv_strict(out / "cost_stages.csv", FIX, filled=("backbone",))
     job = read_json_strict(out / "job.json", FIX) if (out / "job.json").is_file() else {}
-    strip_path = out / "renoise_strip.pt"
-    strip = load_torch_strict(strip_path, FIX) if strip_path.is_file() else None
+    strip = load_strip(out)
     committed = reference / "summary.json" if reference else None
     ref = None
     if committed is not None and committed.is_file():
@@ -130,7 +138,23 @@ def load(out: Path, reference: Path | None = None) -> Inputs:
         sweep = read_csv_strict(out / "inference_batches.csv", FIX, filled=SWEEP_COLUMNS,
                                 numeric=SWEEP_COLUMNS[2:], key=("backbone", "batch"))  # fmt: skip
     phases = read_json_strict(out / "phases.json", FIX) if (out / "phases.json").is_file() else None
-    return Inputs(evals, refs, plans, stages, job, strip, ref, sweep, phases)
+    finals = {p.stem: load_npz_strict(p, FIX) for p in sorted((out / "finals").glob("*.npz"))
+              if p.name != Path(STRIP).name}  # fmt: skip
+    return Inputs(evals, refs, plans, stages, job, strip, ref, sweep, phases, finals)
+
+
+def load_strip(out: Path) -> dict | None:
+    """The renoise strip: STRIP (uint8, committed), else renoise_strip.pt of an older folder
+    (float videos); {"renoise", "no_renoise": uint8 (N, C, F, H, W), "captions"} or None."""
+    if (out / STRIP).is_file():
+        found = load_npz_strict(out / STRIP, FIX, videos=("renoise", "no_renoise"))
+        return {k: found[k] for k in ("renoise", "no_renoise")} | dict(
+            captions=[str(c) for c in found["captions"]])  # fmt: skip
+    if (out / "renoise_strip.pt").is_file():
+        old = load_torch_strict(out / "renoise_strip.pt", FIX)
+        return {k: to_uint8_videos(old[k]) for k in ("renoise", "no_renoise")} | dict(
+            captions=list(old["captions"]))  # fmt: skip
+    return None
 
 
 def curve_metric(curves: pd.DataFrame) -> str:
@@ -341,6 +365,10 @@ def draw(inputs: Inputs, out: Path, stage: Path, reference: Path | None) -> dict
     write_csv(stage / "fig6_renoise.csv", renoise)
     if inputs.strip is not None:
         plot_renoise_strip(inputs.strip, stage / "fig6_renoise_strip.png")
+        side_by_side([("renoise on", inputs.strip["renoise"]),
+                      ("renoise off", inputs.strip["no_renoise"])],
+                     inputs.strip["captions"], stage / RENOISE_GIF)  # fmt: skip
+    gifs = animate_pairs(finals, inputs.finals or {}, stage)
 
     table1 = plans[
         ["backbone", "form", "vanilla_sampling_s", "tpdiff_sampling_s", "inference_speedup",
@@ -356,8 +384,38 @@ def draw(inputs: Inputs, out: Path, stage: Path, reference: Path | None) -> dict
     beside = compare_with_reference(summary, reference, inputs.reference) if reference else []
     write_text(stage / "report.md", _report_md(out, metric, agreement, table1, inputs.stages,
                                                costs, align, renoise, summary, beside,
-                                               inputs.sweep))  # fmt: skip
+                                               inputs.sweep, gifs,
+                                               inputs.strip is not None))  # fmt: skip
     return summary
+
+
+RENOISE_GIF = "anim_renoise_on_off.gif"
+STRIP = "finals/renoise_strip.npz"  # the renoise strip: uint8 samples with and without
+
+
+def animate_pairs(finals: pd.DataFrame, samples: dict[str, dict], stage: Path) -> list[str]:
+    """anim_<backbone>_vanilla_vs_tpdiff.gif per backbone: the first seed's vanilla and
+    TPDiff samples side by side (same captions and sampling noise); returns the files."""
+    made = []
+    for b in sorted(set(finals.backbone)):
+        seeds = main_seeds(finals, b)
+        if not seeds:
+            continue
+        form = finals[finals.backbone == b].form.iloc[0]
+        names = {v: f"{b}-{form}-{v}" + (f"-seed{seeds[0]}" if seeds[0] else "")
+                 for v in ("vanilla", "tpdiff")}  # fmt: skip
+        if not all(n in samples for n in names.values()):
+            continue
+        van, tp = samples[names["vanilla"]], samples[names["tpdiff"]]
+        if van["videos"].shape != tp["videos"].shape:
+            raise ValueError(f"finals/{names['vanilla']}.npz and finals/{names['tpdiff']}.npz "
+                             f"hold videos of other shapes ({van['videos'].shape}, "
+                             f"{tp['videos'].shape}): {FIX}")  # fmt: skip
+        name = f"anim_{b}_vanilla_vs_tpdiff.gif"
+        side_by_side([("vanilla", van["videos"]), ("TPDiff", tp["videos"])],
+                     [str(c) for c in van["captions"]], stage / name)  # fmt: skip
+        made.append(name)
+    return made
 
 
 def verdict_rows(found: list[dict]) -> pd.DataFrame:
@@ -691,7 +749,7 @@ def _time_md(summary: dict) -> list[str]:
 
 
 def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, summary,
-               beside, sweep=None) -> str:  # fmt: skip
+               beside, sweep=None, gifs=(), strip=False) -> str:  # fmt: skip
     grids = sorted((out / "grids").glob("*.png")) if (out / "grids").is_dir() else []
     cost_cols = [c for c in ("backbone", "axis", "seeds", "target", "ratio", "ratio_lo",
                              "ratio_hi", "per_seed_ratio", "ratio_of_medians", "converged",
@@ -741,12 +799,23 @@ def _report_md(out, metric, agreement, table1, stages, costs, align, renoise, su
         "",
         "![renoise strip](fig6_renoise_strip.png)",
         "",
+        *([f"![renoise on and off, moving]({RENOISE_GIF})", ""] if strip else []),
         "## Per-stage cost",
         "",
         _md(stages, ".4g"),
         "",
         "## Samples",
         "",
+        *(
+            [
+                "Vanilla and TPDiff of the first seed side by side, moving (same captions and "
+                "sampling noise, 4x upscaled):",
+                "",
+            ]
+            if gifs
+            else []
+        ),
+        *[f"![{g}]({g})\n" for g in gifs],
         *[f"**{g.stem}**\n\n![{g.stem}](grids/{g.name})\n" for g in grids],
         *_time_md(summary),
         *(["## Beside the committed reference", "", *beside] if beside else []),

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from harness.common.config import Config
 from harness.common.environment import environment
 from harness.common.io import write_csv, write_npz
+from harness.common.video import to_uint8_videos
 from harness.measure.cost import PAIRS, batch_sweep, cost_tables, setup_for
 from harness.metrics import MetricOptions
 from harness.pipeline.evaluate import instruments, metrics_key, reference_scores
@@ -39,7 +40,7 @@ from harness.pipeline.provenance import (
     digest,
     training_hash,
 )
-from harness.pipeline.sample import generate, to_uint8_videos
+from harness.pipeline.sample import generate
 from harness.pipeline.sample import main as sample_main
 from harness.studies.core.artifacts import Artifacts
 from harness.studies.core.phases import Phases
@@ -141,14 +142,19 @@ def arm(spec: RunSpec, scale: Scale, runs: Path, book: Path, plan: Design) -> Ar
     return Arm(cfg, scale.curve.evals, every, last, book=book, same=EVAL_KEY, every_at_last=False)
 
 
-def renoise_strip(run: Path, out: Path, device: str) -> None:
-    """The same two prompts and seeds sampled with and without renoising -> renoise_strip.pt
-    ({"renoise": (2, C, F, H, W), "no_renoise": ..., "captions": [...]}) for the report."""
+STRIP_N = 4  # prompts in the renoise strip
+
+
+def renoise_strip(run: Path, out: Path, device: str, n: int = STRIP_N) -> None:
+    """The same `n` prompts and seeds sampled with and without renoising -> report.STRIP (uint8
+    "renoise" and "no_renoise" (n, C, F, H, W) and their "captions"), for the report's
+    strip and animation."""
     videos = {}
     for key, flag in (("renoise", True), ("no_renoise", False)):
-        gen = generate(run, dict(num_samples=2, renoise=flag, device=device), progress=False)
-        videos[key], videos["captions"] = gen.videos, gen.captions
-    torch.save(videos, out / "renoise_strip.pt")
+        gen = generate(run, dict(num_samples=n, renoise=flag, device=device), progress=False)
+        videos[key], captions = to_uint8_videos(gen.videos), gen.captions
+    (out / report.STRIP).parent.mkdir(parents=True, exist_ok=True)
+    write_npz(out / report.STRIP, **videos, captions=np.array(captions))
 
 
 def training_threads(workers: int) -> int:
@@ -202,9 +208,9 @@ def _final_key(run: Path, **settings) -> str:
 
 def samples(out: Path, scale: Scale, specs: list[RunSpec], runs: Path, plan: Design) -> None:
     """grids/<run>.png of every main run at the first seed, finals/<run>.npz (uint8 videos
-    (N, C, F, H, W) and captions: what reports show without checkpoints) of every run, and
-    the renoise strip of the first TPDiff run; each remade only when the weights it was
-    drawn from change (artifacts.json)."""
+    (N, C, F, H, W) and captions: what reports show and animate without checkpoints) of
+    every run, and the renoise strip of the first TPDiff run (`report.STRIP`); each remade only when
+    the weights it was drawn from change (artifacts.json)."""
     artifacts = Artifacts(out)
     for spec in tqdm(specs, desc="samples"):
         name = f"finals/{spec.name}.npz"
@@ -221,16 +227,18 @@ def samples(out: Path, scale: Scale, specs: list[RunSpec], runs: Path, plan: Des
         name = f"grids/{spec.name}.png"
         if not artifacts.current(name, key):
             folder = sample_main(
-                runs / spec.name, dict(num_samples=scale.grid_samples, device=scale.device)
+                runs / spec.name,
+                dict(num_samples=scale.grid_samples, device=scale.device),
+                formats=("png",),
             )
             (out / "grids").mkdir(parents=True, exist_ok=True)
             (out / name).write_bytes((folder / "grid.png").read_bytes())
             artifacts.record(name, key)
     first_tpdiff = next(s for s in specs if s.method == "tpdiff")
-    key = _final_key(runs / first_tpdiff.name, strip=2)
-    if not artifacts.current("renoise_strip.pt", key):
+    key = _final_key(runs / first_tpdiff.name, strip=STRIP_N)
+    if not artifacts.current(report.STRIP, key):
         renoise_strip(runs / first_tpdiff.name, out, scale.device)
-        artifacts.record("renoise_strip.pt", key)
+        artifacts.record(report.STRIP, key)
 
 
 def inference_sweep(out: Path, scale: Scale, runs: Path, plan: Design) -> None:
