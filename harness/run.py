@@ -1,23 +1,16 @@
-"""`python -m harness.run` (console script `tpdiff-run`): run a named suite.
-
-The command lives in `harness.studies.suites.cli`; this file is only its entry point. A
-package the harness imports but this install lacks (a bare CUDA image, an offline machine)
-ends it with one line naming the package and where the wheels come from (docs/gpu.md).
-"""
+"""`python -m harness.run` (`tpdiff-run`): the entry point of `harness.studies.suites.cli`;
+a missing package ends it in one line (`harness.common.cli.missing_package`)."""
 
 import sys
+
+from harness.common.cli import missing_package
 
 
 def main() -> int:
     try:
         from harness.studies.suites.cli import main as command
     except ModuleNotFoundError as err:
-        print(
-            f"python -m harness.run: error: the package {err.name!r} is missing: pip install "
-            f"it (offline: the wheels docs/gpu.md gathers with pip download)",
-            file=sys.stderr,
-        )
-        return 2
+        return missing_package("python -m harness.run", err)
     result = command()
     return result if isinstance(result, int) else 0
 

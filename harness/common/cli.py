@@ -37,3 +37,15 @@ def guarded(prog: str, debug: bool, fn: Callable[[], T]) -> T:
         message = str(err).strip() or type(err).__name__
         print(f"{prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
         sys.exit(2)
+
+
+def missing_package(prog: str, err: ModuleNotFoundError) -> int:
+    """A package the harness imports but this install lacks (a bare CUDA image, an offline
+    machine): one line naming it and where its wheels come from (docs/gpu.md); exit 2. A
+    missing module of the harness itself is a broken checkout and is re-raised."""
+    package = (err.name or "").split(".")[0]
+    if package in ("", "harness"):
+        raise err
+    print(f"{prog}: error: the package {package!r} is missing: pip install it (offline: the "
+          "wheels docs/gpu.md gathers with pip download)", file=sys.stderr)  # fmt: skip
+    return 2

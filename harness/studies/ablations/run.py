@@ -176,7 +176,8 @@ def tables(variants: list[Variant], scored: pd.DataFrame) -> tuple[pd.DataFrame,
     finals, curves = [], []
     if scored.empty:
         return pd.DataFrame(), pd.DataFrame()
-    scored = scored.assign(sampling_key=scored["sampling_key"].fillna("").astype(str))
+    keys = scored["sampling_key"].astype(object).fillna("").astype(str)
+    scored = scored.assign(sampling_key=keys)
     for v in variants:
         train, changes = v.split
         mine = scored[(scored["run"] == v.run) & (scored["seed"] == v.seed)]
