@@ -23,6 +23,7 @@ import harness.studies.sweep.storage as sweep_storage
 from harness.common.config import Config
 from harness.metrics import MetricOptions
 from harness.metrics.evaluator import load_evaluator
+from harness.pipeline import train
 from harness.pipeline.build import plan_for
 from harness.studies.core.scale import SCALES
 
@@ -72,6 +73,20 @@ def test_invalid_suggestions_name_the_problem(tmp_path):
     cfg = sweep.suggest_config(ok, steps, tmp_path)
     assert cfg.jump_points == (0.7, 0.3) and cfg.stage_steps == (1, 2, 3)
     assert plan_for(cfg).total_steps == 6
+
+
+def test_the_equal_split_trains_the_paper_settings_own_config(tmp_path):
+    """The paper's points stay the default, so the equal split is the same training config
+    (and run folder) as the paper suite's and the ablations' TPDiff; any other points are
+    kept."""
+    settings = sweep.SweepSettings(scale="tiny")
+    equal = sweep.suggest_config(optuna.trial.FixedTrial(sweep.equal_split(settings, 6)),
+                                 settings, tmp_path)  # fmt: skip
+    paper = sweep.trial_config(SCALES["tiny"], tmp_path, method="tpdiff", num_stages=3)
+    assert equal.jump_points == () and equal.name == paper.name
+    assert plan_for(equal).jump_points == pytest.approx((2 / 3, 1 / 3))
+    moved = optuna.trial.FixedTrial({"jump_1": 0.7, "jump_2": 1 / 3})
+    assert sweep.suggest_config(moved, settings, tmp_path).name != paper.name
 
 
 def _finished(number, cost, fvd_at):
@@ -381,6 +396,26 @@ def test_the_sweep_starts_its_own_workers(tmp_path, cache, monkeypatch):
     assert summary["spent"] >= 3 and len(summary["complete"]) >= 3
     assert set(summary["time"]) == {"trials", "reference seeds"}
     assert (tmp_path / "pareto.png").stat().st_size > 0  # the report, written once at the end
+
+
+@pytest.mark.slow
+def test_a_sweep_adopts_finished_runs_instead_of_training_them(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("TPDIFF_CACHE", str(cache))
+    monkeypatch.setitem(SCALES, "tiny", dataclasses.replace(SCALES["tiny"], seeds=2))
+    first = sweep.sweep(TINY, 1, tmp_path / "a", seed=0)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run of the same config and seed was trained again")
+
+    monkeypatch.setattr(train, "draw_training_batch", no_training)
+    again = sweep.sweep(TINY, 1, tmp_path / "b", seed=0, reuse=tmp_path / "a" / "runs")
+    names = [sorted(p.name for p in (tmp_path / d / "runs").iterdir() if p.is_dir()) for d in "ab"]
+    assert names[0] == names[1] and len(names[0]) == 2  # the equal split at seeds 0 and 1
+    assert again["complete"] == first["complete"]  # the same weights, the same scores
+    studies = [load(f"sqlite:///{tmp_path / d / 'study.db'}", TINY.study_name) for d in "ab"]
+    assert studies[0].user_attrs["reference_seeds"] == studies[1].user_attrs["reference_seeds"]
+    with pytest.raises(FileNotFoundError, match="--reuse .*no such runs folder"):
+        sweep.sweep(TINY, 1, tmp_path / "c", reuse=tmp_path / "missing")
 
 
 STRESS_ROUNDS = 20

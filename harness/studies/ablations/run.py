@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +57,10 @@ from harness.pipeline.provenance import (
     code_revision,
     data_hash,
     digest,
-    training_hash,
 )
 from harness.pipeline.sample import generate
 from harness.studies.ablations import report
+from harness.studies.core.adopt import adopt, check_source
 from harness.studies.core.artifacts import Artifacts
 from harness.studies.core.phases import Phases
 from harness.studies.core.protocol import FINAL_METRICS, MOTION_COLUMNS, QUALITY, SCORE_COLUMNS
@@ -196,41 +195,6 @@ def tables(variants: list[Variant], scored: pd.DataFrame) -> tuple[pd.DataFrame,
     return pd.DataFrame(finals), pd.DataFrame(curves)
 
 
-def _finished_like(folder: Path, arm: Arm) -> bool:
-    """Whether the run `folder` holds everything `arm` would train: its checkpoint at the
-    last step and a snapshot at each of the arm's scored steps."""
-    every = arm.cfg.steps // arm.evals
-    steps = range(every, arm.cfg.steps + 1, every)
-    if not (folder / "checkpoint.pt").is_file() or any(
-        not (folder / "snapshots" / f"step_{k:06d}.pt").is_file() for k in steps
-    ):
-        return False
-    return checkpoint_info(folder / "checkpoint.pt").step == arm.cfg.steps
-
-
-def adopt(arms_: list[Arm], source: Path) -> list[str]:
-    """Copy into place every finished run of `source` (a runs folder, e.g. the paper
-    suite's) that an arm would train and that is not started here: the same training config
-    (`training_hash`, the seed included), trained to the arm's last step with a snapshot at
-    each of its scored steps. Its checkpoint, snapshots, config and log come along (not its
-    scores), so the arm only scores; the scores' identities name those weights. A source
-    folder that is not such a run is passed over. Returns the runs adopted."""
-    wanted = {training_hash(a.cfg): a for a in arms_ if not a.cfg.run_dir.exists()}
-    adopted = []
-    for folder in sorted(p for p in Path(source).iterdir() if (p / "config.json").is_file()):
-        try:
-            saved = json.loads((folder / "config.json").read_text())["config"]
-            arm = wanted.get(training_hash(Config.from_dict(saved)))
-        except (ValueError, KeyError, TypeError):  # not a run of this harness's config
-            continue
-        if arm is None or not _finished_like(folder, arm):
-            continue
-        del wanted[training_hash(arm.cfg)]
-        shutil.copytree(folder, arm.cfg.run_dir, ignore=shutil.ignore_patterns("evals*.csv"))
-        adopted.append(f"{folder} -> {arm.cfg.run_dir}")
-    return adopted
-
-
 def ablate(names: list[str], scale_name: str, out: Path, offset: int = 0,
            workers: int | None = None, reuse: Path | None = None) -> pd.DataFrame:  # fmt: skip
     """Train and score every variant of the ablations `names` at its seeds (`workers`
@@ -240,6 +204,8 @@ def ablate(names: list[str], scale_name: str, out: Path, offset: int = 0,
     scale = SCALES[scale_name]
     if scale.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--scale {scale_name} needs a CUDA device; use --scale cpu here")
+    if reuse is not None:
+        check_source(reuse)
     variants, skipped = design(names, scale, out / "runs", offset)
     for what, reason in skipped.items():
         print(f"{what} skipped at scale {scale_name}: {reason}")
