@@ -325,3 +325,26 @@ def test_a_failure_while_drawing_ablations_leaves_the_folder_as_it_was(
         ablation_report.build(folder)
     assert folder_bytes(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ablations.lock", "ablations"]
+
+
+def test_the_cli_refuses_bad_input_in_one_line_with_exit_2(tmp_path, capsys):
+    from harness.studies.ablations import cli
+
+    def refused(*argv) -> str:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(list(argv))
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        return err
+
+    assert "unknown ablation(s) ['nope']" in refused("nope", "--out", str(tmp_path / "a"))
+    assert "--workers must be at least 1" in refused("renoise", "--workers", "0",
+                                                    "--out", str(tmp_path / "b"))  # fmt: skip
+    torn = tmp_path / "c"
+    torn.mkdir()
+    (torn / "ablations.json").write_text('{"scale": "ti')
+    assert "ablations.json is unreadable" in refused("renoise", "--out", str(torn))
+    (torn / "ablations.json").write_text('{"scale": "cpu"}')
+    assert "at scale cpu, not tiny" in refused("renoise", "--scale", "tiny", "--out", str(torn))
+    assert (torn / "ablations.json").read_text() == '{"scale": "cpu"}'  # nothing destroyed

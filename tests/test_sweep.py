@@ -513,10 +513,28 @@ def test_front_verdicts_read_the_gap_against_its_smallest_detectable_effect():
     assert set(by) == {3, 5} and by[3]["seed_spread"] == pytest.approx(40.0)
     # one seed each: se^2 = 2 (100 / 1.645)^2 + 2 x 40^2, so se = 102.9; Holm over 2 rows
     assert by[3]["verdict"] == "better" and by[3]["gap"] == pytest.approx(-600)
-    # (1.645 + 0.842) x 102.9 at its Holm level (the larger p: 0.10)
-    assert by[5]["verdict"] == "within noise" and by[5]["mde"] == pytest.approx(255.9, abs=0.5)
+    # (1.960 + 0.842) x 102.9 at Holm's strictest threshold, 0.10 / 2, whatever its rank
+    assert by[5]["verdict"] == "within noise" and by[5]["mde"] == pytest.approx(288.3, abs=0.5)
+    assert by[5]["mde_share"] == pytest.approx(288.3 / 1000, abs=1e-3)  # of the 3 seeds' mean
     note = sweep_report.verdict_note(found)
     assert "trial 5: **within noise**" in note
     assert "beat the equal split beyond the noise: [3]" in note
     assert "by cost, not by quality" in sweep_report.verdict_note([by[5]])
     assert sweep_report.front_verdicts([clear], None, seeds) == []
+    # one seed of the equal split: no spread, so no verdict, and the note says why
+    assert sweep_report.front_verdicts([ref, clear], ref, {"0": seeds["0"]}) == []
+    assert "not judged yet" in sweep_report.verdict_note([], 1)
+
+
+def test_a_front_trial_at_noise_level_is_not_tested():
+    ref = _trial(0, 1000.0, 900.0, 1100.0, reference=True)
+    blank = _trial(4, 400.0, 300.0, 500.0)
+    for t, pa in ((ref, 0.8), (blank, 0.1)):  # blank's prompts at chance
+        t.user_attrs["PA-md-digit"] = pa
+    seeds = {"0": {"FVD-md": 1000.0}, "1": {"FVD-md": 1040.0}, "2": {"FVD-md": 960.0}}
+    refs = {"noise_FVD-md": 30000.0, "chance_PA-md-digit": 0.1, "n": 1024}
+    (row,) = sweep_report.front_verdicts([ref, blank], ref, seeds, refs)
+    assert row["verdict"] == "within noise" and row["p_holm"] is None
+    assert "not tested, trial 4 is at noise level" in row["why"]
+    (called,) = sweep_report.front_verdicts([ref, blank], ref, seeds)  # no references: tested
+    assert called["verdict"] == "better"

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from tqdm.auto import tqdm
 
 from ablations import ABLATIONS, PAPER, PAPER_SEEDS
 from harness.common.config import Config
-from harness.common.io import write_csv, write_json
+from harness.common.io import write_csv, write_json, write_torch
 from harness.common.lock import owned
 from harness.measure.cost import measure_costs, setup_for
 from harness.metrics import MetricOptions
@@ -203,7 +204,7 @@ def ablate(names: list[str], scale_name: str, out: Path, offset: int = 0,
     final rows of all of them."""
     scale = SCALES[scale_name]
     if scale.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--scale {scale_name} needs a CUDA device; use --scale cpu here")
+        raise ValueError(f"--scale {scale_name} needs a CUDA device; use --scale cpu here")
     if reuse is not None:
         check_source(reuse)
     variants, skipped = design(names, scale, out / "runs", offset)
@@ -307,7 +308,10 @@ def sample_strips(out: Path, scale: Scale, runs: Path, found: list[dict]) -> Non
     settings."""
     artifacts = Artifacts(out)
     path = out / "strips.pt"
-    strips = torch.load(path, weights_only=False) if path.is_file() else {}
+    try:
+        strips = torch.load(path, weights_only=False) if path.is_file() else {}
+    except (RuntimeError, EOFError, pickle.UnpicklingError):  # cut by a kill: sampled again
+        strips = {}
     for name, entry in tqdm(_ran(found), desc="strips"):
         label = entry["label"]
         train, changes = split_sampling(trial_config(scale, runs, **entry["changes"]))
@@ -321,7 +325,7 @@ def sample_strips(out: Path, scale: Scale, runs: Path, found: list[dict]) -> Non
         gen = generate(run, dict(changes, num_samples=STRIP_SAMPLES, device=scale.device),
                        progress=False)  # fmt: skip
         strips[f"{name}/{label}"] = dict(videos=gen.videos.cpu(), captions=list(gen.captions))
-        torch.save(strips, path)
+        write_torch(path, strips)
         artifacts.record(strip, key)
 
 
