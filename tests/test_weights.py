@@ -2,6 +2,7 @@
 machine scores with the same bytes, a changed file is refused by name, and the weights'
 hash is part of every score's identity."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -80,6 +81,12 @@ def test_the_weights_hash_is_part_of_every_score_identity(tmp_path, monkeypatch)
     flicker = metrics_key(["flicker"], options, CPU_CONFIG)
     assert flicker == metrics_key(["flicker"], options, CPU_CONFIG.replace(latent_channels=2))
     assert flicker != metrics_key(["flicker"], options, CPU_CONFIG.replace(latent_channels=0))
+    # the bootstrap draws behind -lo / -hi count too; the default keeps the keys made before
+    fewer = dataclasses.replace(options, bootstrap=50)
+    assert metrics_key(["flicker"], fewer, CPU_CONFIG) != flicker
+    assert (
+        metrics_key(["flicker"], dataclasses.replace(fewer, bootstrap=200), CPU_CONFIG) == flicker
+    )
 
 
 def test_retraining_is_an_explicit_command_and_deterministic(tmp_path, monkeypatch):

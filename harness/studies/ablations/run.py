@@ -66,6 +66,7 @@ from harness.studies.core.artifacts import Artifacts
 from harness.studies.core.phases import Phases
 from harness.studies.core.protocol import FINAL_METRICS, MOTION_COLUMNS, QUALITY, SCORE_COLUMNS
 from harness.studies.core.scale import SCALES, Scale
+from harness.studies.core.seeds import seeded_name
 from harness.studies.core.train_and_score import (
     Arm,
     curve_and_final,
@@ -103,8 +104,7 @@ class Variant:
     @property
     def run(self) -> str:
         """The trained run's folder name at this seed (`Arm.with_seed`)."""
-        name = self.split[0].name
-        return name if not self.seed else f"{name}-seed{self.seed}"
+        return seeded_name(self.split[0].name, self.seed)
 
 
 def evaluator_for(scale: Scale, cfg: Config) -> EvaluatorRecipe | None:
@@ -316,7 +316,7 @@ def sample_strips(out: Path, scale: Scale, runs: Path, found: list[dict]) -> Non
         label = entry["label"]
         train, changes = split_sampling(trial_config(scale, runs, **entry["changes"]))
         first = min(entry["seeds"])
-        run = runs / (train.name if not first else f"{train.name}-seed{first}")
+        run = runs / seeded_name(train.name, first)
         key = digest(dict(weights=checkpoint_info(run / "checkpoint.pt").key, changes=changes,
                           n=STRIP_SAMPLES, code=code_revision()))  # fmt: skip
         strip = f"strips.pt:{name}/{label}"
