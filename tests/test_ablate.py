@@ -258,15 +258,23 @@ def test_gpu_commands_name_every_variant_with_its_cost_or_why_not():
     assert "frames=61" in wan["stages", "K=4"]["commands"]
 
 
-def test_registry_marks_rows_scored_with_other_changes_as_stale(tmp_path):
+def test_registry_marks_rows_scored_with_other_changes_or_runs_as_stale(tmp_path):
+    run = trials.trial_config(SCALES["tiny"], tmp_path).name  # the paper setting's run here
+    other = trials.trial_config(SCALES["smoke"], tmp_path).name  # another scale's
+    linear = json.dumps({"upsample": "linear"})
     table = pd.DataFrame([
-        dict(ablation="renoise", variant=PAPER, seed=0, changes="{}"),
-        dict(ablation="renoise", variant="off", seed=0, changes=json.dumps({"renoise": False})),
+        dict(ablation="renoise", variant=PAPER, seed=0, changes="{}", run=run),
+        dict(ablation="renoise", variant=PAPER, seed=1, changes="{}", run=f"{run}-seed1"),
+        dict(ablation="renoise", variant="off", seed=0, changes=json.dumps({"renoise": False}),
+             run=run),
+        dict(ablation="upsample", variant="linear", seed=0, changes=linear, run=other),
     ])  # fmt: skip
     found = ablate.registry(SCALES["tiny"], tmp_path, table)
     entry = {(a["name"], v["label"]): v for a in found for v in a["variants"]}
-    assert entry["renoise", PAPER]["status"] == "ran" and entry["renoise", PAPER]["seeds"] == [0]
+    assert entry["renoise", PAPER]["status"] == "ran" and entry["renoise", PAPER]["seeds"] == [0, 1]
     assert entry["renoise", "off"]["status"] == "stale"  # the registry now says renoise="off"
+    assert entry["upsample", "linear"]["status"] == "stale"  # scored on another scale's run
+    assert other in entry["upsample", "linear"]["reason"]
     assert entry["renoise", "pyramid-flow"]["status"] == "not run"
     assert entry["stages_16f", "K=5"]["changes"] == {"frames": 16, "num_stages": 5}
     assert [a["name"] for a in found] == list(ABLATIONS)
@@ -287,7 +295,8 @@ def test_a_torn_ablations_folder_is_refused_in_one_line_and_nothing_is_written(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["final without curve", "torn strips", "bad registry"])
+@pytest.mark.parametrize("case", ["final without curve", "torn strips", "bad registry",
+                                  "mixed n"])  # fmt: skip
 def test_an_inconsistent_ablations_folder_is_named(renoise_folder, tmp_path, case):
     folder = tmp_path / "ablations"
     shutil.copytree(renoise_folder[0], folder, ignore=shutil.ignore_patterns("runs", "cache"))
@@ -299,6 +308,11 @@ def test_an_inconsistent_ablations_folder_is_named(renoise_folder, tmp_path, cas
     elif case == "torn strips":
         cut(folder / "strips.pt", 1000)
         message = r"strips.pt is not a readable saved results file"
+    elif case == "mixed n":  # a row scored at another scale's n
+        table = pd.read_csv(folder / "renoise" / "table.csv")
+        table.loc[table.index[-1], "n"] = 2 * table["n"].max()
+        table.to_csv(folder / "renoise" / "table.csv", index=False)
+        message = r"mixes final scores at n = \[8, 16\]"
     else:
         (folder / "ablations.json").write_text(json.dumps({"ablations": [{"name": "seed"}]}))
         message = r"ablations.json is not a registry"

@@ -135,6 +135,10 @@ def load(out: Path) -> dict:
     refs = read_csv_strict(path, _fix(out), filled=("kind", "n", "config_hash"),
                            numeric=SCORES, key=("kind", "n", "config_hash"),
                            text_columns=("config_hash",))  # fmt: skip
+    if table["n"].nunique() > 1:
+        ns = sorted(int(v) for v in table["n"].unique())
+        raise ValueError(f"{out} mixes final scores at n = {ns}: one folder holds one scale; "
+                         f"{_fix(out)}")  # fmt: skip
     n = int(table["n"].max())
     refs = refs[refs["n"] == n]  # the scale every score is read at
     by_data = {str(d): {r["kind"]: r for r in g.to_dict("records")}

@@ -238,9 +238,11 @@ def registry(scale: Scale, runs: Path, finals: pd.DataFrame) -> list[dict]:
     says ran; `changes` include the ablation's `base`."""
     ran: dict[tuple[str, str], dict] = {}
     seeds: dict[tuple[str, str], list[int]] = {}
+    trained: dict[tuple[str, str], set[str]] = {}
     for r in finals.itertuples():
         ran[r.ablation, r.variant] = json.loads(r.changes)
         seeds.setdefault((r.ablation, r.variant), []).append(int(r.seed))
+        trained.setdefault((r.ablation, r.variant), set()).add(str(r.run))
     out = []
     for name, ablation in ABLATIONS.items():
         variants = []
@@ -260,6 +262,11 @@ def registry(scale: Scale, runs: Path, finals: pd.DataFrame) -> list[dict]:
                 elif ran[name, label] != json.loads(json.dumps(changes)):  # registry edited
                     entry |= dict(status="stale", reason=f"scored with other changes "
                                   f"{ran[name, label]}: rerun ablate {name}")  # fmt: skip
+                elif (got := trained[name, label]) != {seeded_name(cfg.name, s)
+                                                       for s in entry["seeds"]}:  # fmt: skip
+                    # another scale or base config: these rows are not this registry's runs
+                    entry |= dict(status="stale", reason=f"scored on runs {sorted(got)}, not "
+                                  f"this scale's {cfg.name}: rerun ablate {name}")  # fmt: skip
             variants.append(entry)
         out.append(dict(name=name, about=ablation.about, seeds=ablation.seeds,
                         variants=variants))  # fmt: skip
