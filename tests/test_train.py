@@ -376,6 +376,66 @@ def test_tensorboard_mirrors_the_log_when_asked_for(tmp_path):
     assert [e.step for e in resumed.Scalars("train/loss")] == [1, 2, 3]
 
 
+def test_a_restart_drops_the_events_of_a_session_that_never_checkpointed(tmp_path, monkeypatch):
+    """A first session logs steps 1-2 to TensorBoard, then dies before any checkpoint; the
+    run starts again at step 0 and its events hold each step once, as log.jsonl does."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny(tmp_path, "steps=3", "ckpt_every=100", "name=tbc", "log_with=tensorboard")
+    real_save = train.save
+
+    def dies_at_step_2(s, end):
+        if s.step == 2:
+            raise RuntimeError("killed")
+        real_save(s, end)
+
+    monkeypatch.setattr(train, "save", dies_at_step_2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train.main(cfg)
+    assert not (cfg.run_dir / "checkpoint.pt").exists()
+    stale = EventAccumulator(str(cfg.run_dir / "tb")).Reload().Scalars("train/loss")
+    assert [e.step for e in stale] == [1, 2]  # what the crashed session left
+    monkeypatch.setattr(train, "save", real_save)
+    run = train.main(cfg)
+    loss = EventAccumulator(str(run / "tb")).Reload().Scalars("train/loss")
+    assert [e.step for e in loss] == [r["step"] for r in _log(run)] == [1, 2, 3]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in _log(run)])
+
+
+def test_the_tracker_is_closed_when_training_fails_to_start(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    opened = []
+
+    def recorded(*args, **kwargs):
+        opened.append(train_open_tracker(*args, **kwargs))
+        return opened[-1]
+
+    train_open_tracker = train.open_tracker
+    monkeypatch.setattr(train, "open_tracker", recorded)
+    monkeypatch.setattr(train, "data_loader", lambda s, end: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        train.main(tiny(tmp_path, "steps=2", "name=tbf", "log_with=tensorboard"))
+    assert len(opened) == 1 and opened[0].writer.all_writers is None  # closed
+    assert opened[0].writer.flush_secs == 10  # written out for a watcher every 10 s
+
+
+def test_scores_under_two_sampling_settings_keep_their_own_curves(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from harness.pipeline.tracking import log_scores
+
+    cfg = tiny(tmp_path, "name=tbs", "log_with=tensorboard")
+    exact, off = "tpdiff-K3-6steps-seed0", "tpdiff-K3-6steps-norenoise-seed0"
+    log_scores(cfg, cfg.run_dir, 4, [(8, {"sampling": exact, "FVD-md": 1.5}),
+                                     (8, {"sampling": off, "FVD-md": 3.0})])  # fmt: skip
+    scores = EventAccumulator(str(cfg.run_dir / "tb" / "eval")).Reload()
+    points = {t: [(e.step, e.value) for e in scores.Scalars(t)]
+              for t in scores.Tags()["scalars"]}  # fmt: skip
+    assert points == {f"eval/FVD-md@n8/{exact}": [(4, 1.5)], f"eval/FVD-md@n8/{off}": [(4, 3.0)]}
+
+
 def test_tensorboard_without_the_package_is_refused_by_name(tmp_path, monkeypatch):
     import builtins
 
