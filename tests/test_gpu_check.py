@@ -32,12 +32,13 @@ def test_the_dry_run_runs_every_part_on_this_cpu(tmp_path):
 
 
 def test_a_missing_package_or_gpu_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(gpu, "missing_packages", lambda names=gpu.NEEDED: ["pytest"])
+    monkeypatch.setattr(gpu, "missing_packages", lambda names=gpu.NEEDED: ["pytest", "sklearn"])
     with pytest.raises(SystemExit) as stop:
         main(["--suite", "gpu-check", "--dry-run", "--out", str(tmp_path)])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "needs pytest" in err[0] and "pip download" in err[0]
+    assert len(err) == 1 and "needs pytest, sklearn" in err[0] and "pip download" in err[0]
+    assert "pip install pytest scikit-learn " in err[0]  # pip's names, not the import names
     monkeypatch.setattr(gpu, "missing_packages", lambda names=gpu.NEEDED: [])
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit) as stop:
@@ -95,3 +96,17 @@ def test_skipped_device_tests_do_not_count_as_run(tmp_path, tests, skipped, fail
     assert parsed["failed"] == (["test_bf16"] if failures else [])
     assert parsed["notes"] == {"sdpa": "flash"}
     assert gpu.tests_passed(parsed, rc, every_test=every_test) is passed
+
+
+@pytest.mark.parametrize(
+    "module, pip",
+    [("sklearn.linear_model", "scikit-learn"), ("PIL", "pillow"), ("yaml", "pyyaml"), ("av", "av")],
+)
+def test_a_missing_package_is_named_with_the_pip_name_that_installs_it(capsys, module, pip):
+    from harness.common.cli import missing_package
+
+    err = ModuleNotFoundError(f"No module named {module!r}", name=module)
+    assert missing_package("python -m harness.run", err) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    top = module.split(".")[0]
+    assert len(lines) == 1 and f"the package {top!r} is missing: pip install {pip} (" in lines[0]

@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from harness.common.cli import pip_name
 from harness.common.io import write_csv, write_json, write_text
 from harness.measure.cost import cost_tables
 from harness.pipeline.provenance import code_revision
@@ -197,8 +198,9 @@ def gpu_check(root: Path, dry_run: bool = False) -> dict:
     missing = missing_packages()
     if missing:
         raise ValueError(
-            f"the GPU check needs {', '.join(missing)}: install them (offline: the wheels "
-            "docs/gpu.md gathers with pip download), then rerun"
+            f"the GPU check needs {', '.join(missing)}: pip install "
+            f"{' '.join(pip_name(m) for m in missing)} (offline: the wheels docs/gpu.md "
+            "gathers with pip download), then rerun"
         )
     if not dry_run and not torch.cuda.is_available():
         raise ValueError("no CUDA device is visible: run on a GPU machine, or pass --dry-run "
