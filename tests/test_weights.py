@@ -123,6 +123,33 @@ def test_added_fields_are_parsed_and_unknown_ones_named():
         instruments.parse_changes("evaluator", ["nope=1"])
 
 
+def test_added_fields_take_their_declared_type_so_one_recipe_has_one_key():
+    """lr=1 is the float 1.0 and frames=16.0 the int 16: the same recipe as lr=1.0 and
+    frames=16, under the same key."""
+    one = instruments.parse_changes("evaluator", ["lr=1", "frames=16.0", "steps=1e3"])
+    assert one == {"lr": 1.0, "frames": 16, "steps": 1000}
+    assert type(one["lr"]) is float and type(one["frames"]) is int
+    other = instruments.parse_changes("evaluator", ["lr=1.0", "frames=16", "steps=1000"])
+    assert ev.EvaluatorRecipe(**one).key() == ev.EvaluatorRecipe(**other).key()
+    whole = "--add 'frames=16.5': frames of the evaluator recipe takes a whole number"
+    with pytest.raises(ValueError, match=whole):
+        instruments.parse_changes("evaluator", ["frames=16.5"])
+    with pytest.raises(ValueError, match="--add 'lr=fast': lr of the evaluator recipe takes a "):
+        instruments.parse_changes("evaluator", ["lr=fast"])
+
+
+def test_like_without_add_is_refused_in_one_line(capsys, monkeypatch):
+    inst = instruments.INSTRUMENTS["evaluator"]  # nothing may be retrained
+    monkeypatch.setitem(instruments.INSTRUMENTS, "evaluator",
+                        dataclasses.replace(inst, train=_no_training))  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        instruments.cli(["train", "evaluator", "--like", "md-f16-s16-x"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--like 'md-f16-s16-x' names the committed recipe" in err[0]
+    assert "pass --add FIELD=VALUE with it" in err[0]
+
+
 def test_the_list_command_checks_the_committed_files():
     done = subprocess.run([sys.executable, "-m", "harness.weights", "list"], cwd=ROOT,
                           capture_output=True, text=True)  # fmt: skip
