@@ -14,6 +14,7 @@ from tiny_models import write_video_folder
 
 import harness.pipeline.train as train
 from harness.common.config import Config
+from harness.common.processes import kill_tree
 from harness.pipeline.build import plan_for
 from harness.pipeline.sample import cli
 from harness.pipeline.sample import main as sample_main
@@ -252,24 +253,6 @@ def test_two_process_torchrun(tmp_path):
         train.main(tiny(tmp_path, "steps=5", "name=ddp"))
 
 
-def _children(pid: int) -> list[int]:
-    """The processes `pid` started (Linux's /proc; none elsewhere)."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-            if int(ppid) == pid:
-                kids.append(int(stat.parent.name))
-    return kids
-
-
-def _ended(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
-    except OSError:
-        return True
-
-
 @contextlib.contextmanager
 def _process_group(cmd: list[str], env: dict, **kwargs):
     """`cmd` in its own session, SIGKILLed with everything it started on the way out,
@@ -280,14 +263,8 @@ def _process_group(cmd: list[str], env: dict, **kwargs):
     try:
         yield proc
     finally:
-        workers = _children(proc.pid)
-        for group in (proc.pid, *workers):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
-        deadline = time.time() + 30
-        while time.time() < deadline and not all(_ended(w) for w in workers):
-            time.sleep(0.05)
 
 
 @pytest.mark.slow

@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import torch
 
 from harness.common.cli import pip_name
 from harness.common.io import write_csv, write_json, write_text
+from harness.common.processes import kill_tree
 from harness.measure.cost import cost_tables
 from harness.pipeline.provenance import code_revision
 from harness.studies.core.paper_figures import PAPER_FIGURES
@@ -102,7 +102,7 @@ def device_tests(out: Path, device: str, quick: bool = False,
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)  # torchrun's workers run in sessions of their own
         output, _ = proc.communicate()
         output += f"\n(stopped after {timeout} s)"
     seconds = round(time.perf_counter() - start, 1)
