@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -110,3 +111,43 @@ def test_a_missing_package_is_named_with_the_pip_name_that_installs_it(capsys, m
     lines = capsys.readouterr().err.strip().splitlines()
     top = module.split(".")[0]
     assert len(lines) == 1 and f"the package {top!r} is missing: pip install {pip} (" in lines[0]
+
+
+def test_a_failing_cost_shape_is_reported_and_the_device_results_are_kept(tmp_path, monkeypatch):
+    tests = dict(tests=3, failures=0, errors=0, skipped=0, failed=[], notes={}, seconds=1.0,
+                 device="cpu", passed=True, output="")  # fmt: skip
+    monkeypatch.setattr(gpu, "device_tests", lambda *args, **kwargs: tests)
+    shapes = (gpu.Shape("fits", "tiny", 8, 2), gpu.Shape("too-big", "tiny", 8, 64))
+
+    def cost_tables(device, size, frames, throughput_batch):
+        if throughput_batch == 64:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+        row = dict(backbone="dit", form="flow", flop_ratio_bound=1.8,
+                   latency_inference_speedup=1.5, throughput_inference_speedup=1.6)  # fmt: skip
+        return None, pd.DataFrame([row])
+
+    monkeypatch.setattr(gpu, "cost_tables", cost_tables)
+    monkeypatch.setattr(gpu, "DRY_SHAPES", shapes)
+    summary = gpu.gpu_check(tmp_path, dry_run=True)
+    fits, big = summary["cost"]
+    assert fits["shape"] == "fits" and fits["latency_inference_speedup"] == 1.5
+    assert big["shape"] == "too-big" and big["error"].startswith("OutOfMemoryError: CUDA out")
+    assert summary["cost_done"] and not summary["passed"]  # the tests passed, the cost did not
+    report = (tmp_path / "cpu-dry-run" / "report.md").read_text()
+    assert "| too-big | failed: OutOfMemoryError" in report
+
+
+def test_the_device_results_are_written_before_the_cost_step(tmp_path, monkeypatch):
+    tests = dict(tests=3, failures=0, errors=0, skipped=0, failed=[], notes={}, seconds=1.0,
+                 device="cpu", passed=True, output="")  # fmt: skip
+    monkeypatch.setattr(gpu, "device_tests", lambda *args, **kwargs: tests)
+
+    def killed(*args, **kwargs):  # the process dies here (a kill, a driver fault)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gpu, "cost_shapes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        gpu.gpu_check(tmp_path, dry_run=True)
+    summary = json.loads((tmp_path / "cpu-dry-run" / "summary.json").read_text())
+    assert summary["device_tests"]["tests"] == 3 and not summary["cost_done"]
+    assert not summary["passed"]

@@ -137,12 +137,20 @@ def tests_passed(counts: dict, returncode: int, every_test: bool) -> bool:
 
 def cost_shapes(out: Path, device: torch.device, shapes: tuple[Shape, ...]) -> list[dict]:
     """The cost tables at each shape (latency at batch 1, throughput at the shape's
-    batch): one row per backbone and shape; `cost_plans.csv` keeps them all."""
+    batch): one row per backbone and shape; `cost_plans.csv` keeps them all. A shape that
+    fails (out of memory on a smaller card, a compiler error) gets a row with its `error`
+    and the next shape runs."""
     rows, plans = [], []
     for shape in shapes:
         start = time.perf_counter()
-        _, table = cost_tables(device, size=shape.size, frames=shape.frames,
-                               throughput_batch=shape.batch)  # fmt: skip
+        try:
+            _, table = cost_tables(device, size=shape.size, frames=shape.frames,
+                                   throughput_batch=shape.batch)  # fmt: skip
+        except Exception as err:  # recorded in the report; the check then fails
+            rows.append(dict(shape=shape.name, error=f"{type(err).__name__}: {err}"[:500]))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         table = table.assign(shape=shape.name, seconds=round(time.perf_counter() - start, 1))
         plans.append(table)
         for r in table.to_dict("records"):
@@ -152,7 +160,8 @@ def cost_shapes(out: Path, device: torch.device, shapes: tuple[Shape, ...]) -> l
                 "throughput_inference_speedup", "throughput_measured_over_bound",
                 "latency_vanilla_sampling_s", "latency_tpdiff_sampling_s",
                 "seconds")})  # fmt: skip
-    write_csv(out / "cost_plans.csv", pd.concat(plans, ignore_index=True))
+    if plans:
+        write_csv(out / "cost_plans.csv", pd.concat(plans, ignore_index=True))
     return rows
 
 
@@ -183,6 +192,9 @@ def report_md(summary: dict) -> str:
     ]
     for r in summary["cost"]:
         fmt = lambda v: "" if v is None else f"{v:.3g}"  # noqa: E731
+        if r.get("error"):
+            lines.append(f"| {r['shape']} | failed: {r['error']} | | | | | |")
+            continue
         lines.append(f"| {r['shape']} | {r['backbone']} | {fmt(r['flop_ratio_bound'])} | "
                      f"{fmt(r['latency_inference_speedup'])} | "
                      f"{fmt(r['latency_measured_over_bound'])} | "
@@ -210,13 +222,19 @@ def gpu_check(root: Path, dry_run: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cpu" if dry_run else "cuda")
     tests = device_tests(out, device.type, quick=dry_run)
-    cost = cost_shapes(out, device, DRY_SHAPES if dry_run else GPU_SHAPES)
-    summary = dict(
-        suite="gpu-check", device=device_slug(dry_run), dry_run=dry_run, code=code_revision(),
-        torch=torch.__version__, cuda=torch.version.cuda, device_tests=tests, cost=cost,
-        seconds=round(time.perf_counter() - start, 1), passed=bool(tests["passed"]),
-        folder=str(out),
-    )  # fmt: skip
-    write_json(out / "summary.json", summary)
-    write_text(out / "report.md", report_md(summary))
-    return summary
+
+    def write(cost: list[dict], done: bool) -> dict:
+        summary = dict(
+            suite="gpu-check", device=device_slug(dry_run), dry_run=dry_run,
+            code=code_revision(), torch=torch.__version__, cuda=torch.version.cuda,
+            device_tests=tests, cost=cost, cost_done=done,
+            seconds=round(time.perf_counter() - start, 1),
+            passed=bool(tests["passed"]) and done and not any(r.get("error") for r in cost),
+            folder=str(out),
+        )  # fmt: skip
+        write_json(out / "summary.json", summary)
+        write_text(out / "report.md", report_md(summary))
+        return summary
+
+    write([], done=False)  # the device tests' results are kept if the cost step dies
+    return write(cost_shapes(out, device, DRY_SHAPES if dry_run else GPU_SHAPES), done=True)
