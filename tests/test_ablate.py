@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 from test_report import cut, folder_bytes
 
 import harness.pipeline.evaluate as evaluate
@@ -18,6 +19,7 @@ import harness.studies.suites.report as report
 from ablations import ABLATIONS, PAPER
 from harness.metrics.evaluator import load_evaluator
 from harness.pipeline.build import plan_for
+from harness.studies.core import animations
 from harness.studies.core.protocol import METRICS
 from harness.studies.core.scale import SCALES
 
@@ -122,6 +124,7 @@ def test_renoise_ablation_end_to_end(renoise_folder):
     for name in (
         "renoise/renoise.png",
         "renoise/renoise_samples.png",
+        "renoise/renoise_samples.gif",
         "report.md",
         "summary.csv",
         "summary.json",
@@ -132,6 +135,11 @@ def test_renoise_ablation_end_to_end(renoise_folder):
         assert (out / name).stat().st_size > 0, name
     text = (out / "report.md").read_text()
     assert "Not run in this folder" in text and "Holm" in text
+    assert "(renoise/renoise_samples.gif)" in text  # the strips, moving
+    with Image.open(out / "renoise" / "renoise_samples.gif") as gif:
+        assert gif.n_frames == 8  # the tiny recipe's frames
+        # one column per variant, at least as wide as its upscaled frame
+        assert gif.width >= animations.LABEL_W + 3 * (4 * 16 + animations.PAD)
 
 
 @pytest.mark.slow

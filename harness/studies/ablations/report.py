@@ -36,7 +36,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.common.io import plain, save_figure, write_csv, write_json, write_text  # noqa: E402
+from harness.common.video import to_uint8_videos  # noqa: E402
 from harness.studies.core import variants, verdicts  # noqa: E402
+from harness.studies.core.animations import side_by_side  # noqa: E402
 from harness.studies.core.inputs import (  # noqa: E402
     load_torch_strict,
     read_csv_strict,
@@ -357,6 +359,18 @@ def plot_strips(name: str, rows: pd.DataFrame, strips: dict, path: Path) -> bool
     return True
 
 
+def animate_strips(name: str, rows: pd.DataFrame, strips: dict, path: Path) -> bool:
+    """`<name>_samples.gif`: the strips' videos moving, a column per variant (same prompts
+    and sampling seed in every column); False when none was sampled."""
+    shown = [(r.variant, strips[f"{name}/{r.variant}"]) for r in rows.itertuples()
+             if f"{name}/{r.variant}" in strips]  # fmt: skip
+    if not shown:
+        return False
+    side_by_side([(v, to_uint8_videos(s["videos"])) for v, s in shown],
+                 list(shown[0][1]["captions"]), path)  # fmt: skip
+    return True
+
+
 def _cell(v) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return ""
@@ -376,7 +390,8 @@ def _section(name: str, about: str, rows: pd.DataFrame, samples: bool) -> list[s
     lines = [f"## `{name}`: {about}", "", table.to_markdown(index=False), "", *why, *skipped, ""]
     lines += [f"![{name}]({name}/{name}.png)", ""]
     if samples:
-        lines += [f"![{name} samples]({name}/{name}_samples.png)", ""]
+        lines += [f"![{name} samples]({name}/{name}_samples.png)", "",
+                  f"![{name} samples, moving]({name}/{name}_samples.gif)", ""]  # fmt: skip
     return lines
 
 
@@ -453,6 +468,8 @@ def draw(files: dict, stage: Path) -> dict:
         samples[name] = bool(len(mine)) and plot_strips(
             name, mine, files["strips"], stage / name / f"{name}_samples.png"
         )
+        if samples[name]:
+            animate_strips(name, mine, files["strips"], stage / name / f"{name}_samples.gif")
         if len(mine):
             plot_ablation(name, entry["about"], mine, files["table"], files["curves"],
                           stage / name / f"{name}.png")  # fmt: skip

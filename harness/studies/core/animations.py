@@ -42,7 +42,10 @@ def side_by_side(columns: list[tuple[str, np.ndarray]], captions: list[str], pat
     n = min(rows, len(captions), len(columns[0][1]))
     frames, h, w = columns[0][1].shape[2], columns[0][1].shape[3], columns[0][1].shape[4]
     cell_w, cell_h = w * scale, h * scale
-    width = LABEL_W + len(columns) * (cell_w + PAD)
+    # a column is as wide as its frames or its label, whichever is wider
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    col_w = max(cell_w, *(int(measure.textlength(label)) + 4 for label, _ in columns))
+    width = LABEL_W + len(columns) * (col_w + PAD)
     height = HEAD_H + n * (cell_h + PAD)
     videos = [[_rgb(v[i]) for i in range(n)] for _, v in columns]
     images = []
@@ -50,13 +53,13 @@ def side_by_side(columns: list[tuple[str, np.ndarray]], captions: list[str], pat
         canvas = Image.new("RGB", (width, height), "white")
         draw = ImageDraw.Draw(canvas)
         for c, (label, _) in enumerate(columns):
-            draw.text((LABEL_W + c * (cell_w + PAD) + 2, 2), label, fill="black")
+            draw.text((LABEL_W + c * (col_w + PAD) + 2, 2), label, fill="black")
         for r in range(n):
             y = HEAD_H + r * (cell_h + PAD)
             draw.text((4, y + cell_h // 2 - 6), captions[r][:24], fill="black")
             for c in range(len(columns)):
                 tile = Image.fromarray(videos[c][r][f]).resize((cell_w, cell_h), Image.NEAREST)
-                canvas.paste(tile, (LABEL_W + c * (cell_w + PAD), y))
+                canvas.paste(tile, (LABEL_W + c * (col_w + PAD), y))
         draw.text((4, 2), f"frame {f}", fill="#666666")
         images.append(canvas.convert("P", palette=Image.ADAPTIVE, colors=64))
     buffer = io.BytesIO()
