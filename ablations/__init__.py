@@ -75,7 +75,7 @@ ABLATIONS: dict[str, Ablation] = {
         {PAPER: {}, "linear": dict(upsample="linear")},
     ),
     "align": Ablation(
-        "data-noise alignment in training (METHOD.md sec. 5)",
+        "data-noise alignment in training (docs/method.md sec. 5)",
         {PAPER: {}, "off": dict(align=False)},
     ),
     "renoise": Ablation(

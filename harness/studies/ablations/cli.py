@@ -1,5 +1,6 @@
 """Named ablations: `python -m harness.studies.ablate NAME [NAME ...] [--scale NAME]
-[--out DIR] [--seed-offset K] [--workers N]` (`all` runs every one, `--list` lists them,
+[--out DIR] [--seed-offset K] [--workers N] [--reuse RUNS] [--debug]` (`all` runs every
+one, `--list` lists them,
 `--finish` only redoes the steps after training, `--commands CONFIG` prints the GPU
 commands; also `tpdiff-ablate`, `nox -s ablate -- NAME`). Trains and scores each variant
 at its seeds (`run`), then draws the report (`report`); `python -m harness.report DIR`

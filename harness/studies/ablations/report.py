@@ -7,7 +7,8 @@ each variant at each training seed) and `<name>/curves.csv` (every scored snapsh
 `summary.csv` and `summary.json` (a row per variant of every registered ablation, skipped
 ones with the reason), one `<name>/<name>.png` per ablation (KVD-md along training cost,
 final FVD-md per seed against sampling cost, and the speedup against its bound),
-`<name>/<name>_samples.png` (two videos per variant) and `report.md`.
+`<name>/<name>_samples.png` and `.gif` (two videos per variant, still and moving) and
+`report.md`.
 
 Per variant, over its seeds: FVD-md, KVD-md, PA-md-digit, stutter and the motion gap
 (each the mean over the seeds, with the per-seed values), sampling speedup over vanilla

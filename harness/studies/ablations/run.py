@@ -19,7 +19,8 @@ the motion gap, training and sampling GFLOPs, training wall time) and `<name>/cu
 Then, once the variants are trained (`run_all`, or `--finish` alone):
 - `write_registry`: `ablations.json`, the registry as run (each ablation's question, seeds
   and every variant with its config changes, the seeds that ran and its status: `ran`,
-  `skipped` with the reason, or `not run`), so the report is drawn from files alone;
+  `skipped` with the reason, `not run`, or `stale` when its rows were scored with other
+  changes or on another scale's or config's runs), so the report is drawn from files alone;
 - `score_references`: `references.csv`, real vs real, noise vs real and chance at the final
   n, for each data config (a 16-frame variant has its own, and its own evaluator);
 - `measure_speed`: `speed.csv`, each variant's sampling speedup over vanilla sampling (K = 1,

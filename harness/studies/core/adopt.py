@@ -32,7 +32,7 @@ def check_source(source: Path) -> Path:
     if not source.is_dir():
         raise FileNotFoundError(
             f"--reuse {source}: no such runs folder; pass a study's runs folder (for example "
-            "results/runs/paper-main/runs) or leave --reuse out"
+            "results/runs/paper-cpu/runs) or leave --reuse out"
         )
     return source
 

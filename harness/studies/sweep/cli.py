@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "is --seed + its index)")  # fmt: skip
     p.add_argument("--reuse", type=Path, default=None, metavar="RUNS",
                    help="adopt the finished runs of this runs folder (e.g. results/runs/"
-                   "paper-main/runs) that a trial would train with the same config and seed, "
+                   "paper-cpu/runs) that a trial would train with the same config and seed, "
                    "instead of training them again")  # fmt: skip
     p.add_argument("--heartbeat", type=int, default=60, help="RDB heartbeat, seconds")
     p.add_argument("--report-only", action="store_true", help="redraw outputs, run no trial")

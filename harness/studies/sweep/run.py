@@ -7,8 +7,12 @@ An Optuna multi-objective study over the K - 1 jump points of the TPDiff plan (a
 distribution (the default; jump points move it through the stage lengths), or --cost
 infer, the sampling GFLOPs per video (moves only with --search-steps). Each trial builds
 a config and goes through the same training and evaluation as the suites
-(`harness.studies.core.train_and_score`). The paper's equal split is enqueued as the first trial,
-as the reference point.
+(`harness.studies.core.train_and_score`). The paper's equal split is enqueued as the first
+trial, as the reference point; it keeps the default jump points, so it is the same training
+config and run as the paper suite's and the ablations' TPDiff DiT. Once the budget is
+spent it is trained again at the scale's other seeds (`reference_seeds`), the noise floor of
+the front's verdicts. --reuse RUNS adopts finished runs of the same config and seed
+(`harness.studies.core.adopt`) instead of training them.
 
 Pruning. Optuna's `trial.report` is not available in multi-objective studies, so the
 intermediate FVD-md of every scored snapshot is kept in the trial's user attributes
