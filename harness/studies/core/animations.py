@@ -17,17 +17,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from harness.common.io import write_bytes
+from harness.common.video import rgb_frames
 
 LABEL_W, HEAD_H, PAD = 150, 16, 4
-
-
-def _rgb(video: np.ndarray) -> np.ndarray:
-    """(C, F, H, W) uint8, C = 1 or 3 -> (F, H, W, 3)."""
-    if video.dtype != np.uint8 or video.ndim != 4 or video.shape[0] not in (1, 3):
-        raise ValueError(f"expected a (C, F, H, W) uint8 video with C = 1 or 3, got "
-                         f"{video.dtype} {video.shape}")  # fmt: skip
-    x = np.repeat(video, 3, axis=0) if video.shape[0] == 1 else video
-    return np.transpose(x, (1, 2, 3, 0))
 
 
 def side_by_side(columns: list[tuple[str, np.ndarray]], captions: list[str], path: Path,
@@ -47,7 +39,7 @@ def side_by_side(columns: list[tuple[str, np.ndarray]], captions: list[str], pat
     col_w = max(cell_w, *(int(measure.textlength(label)) + 4 for label, _ in columns))
     width = LABEL_W + len(columns) * (col_w + PAD)
     height = HEAD_H + n * (cell_h + PAD)
-    videos = [[_rgb(v[i]) for i in range(n)] for _, v in columns]
+    videos = [[rgb_frames(v[i]) for i in range(n)] for _, v in columns]
     images = []
     for f in range(frames):
         canvas = Image.new("RGB", (width, height), "white")
