@@ -3,6 +3,7 @@ several workers on one storage, failing trials, outputs. The end-to-end tests tr
 tiny configs (`--scale tiny`)."""
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import signal
@@ -400,20 +401,34 @@ def test_the_sweep_starts_its_own_workers(tmp_path, cache, monkeypatch):
 
 @pytest.mark.slow
 def test_a_sweep_adopts_finished_runs_instead_of_training_them(tmp_path, cache, monkeypatch):
+    """The source runs are named as the paper suite names its own (`dit-flow-tpdiff`,
+    `dit-flow-tpdiff-seed1`), not by hash: adopted, each takes the sweep's name."""
     monkeypatch.setenv("TPDIFF_CACHE", str(cache))
     monkeypatch.setitem(SCALES, "tiny", dataclasses.replace(SCALES["tiny"], seeds=2))
-    first = sweep.sweep(TINY, 1, tmp_path / "a", seed=0)
+    source = tmp_path / "paper" / "runs"
+    equal = sweep.suggest_config(optuna.trial.FixedTrial(sweep.equal_split(TINY, 6)), TINY,
+                                 source)  # fmt: skip
+    trained, changes = sweep.split_sampling(equal)
+    arm = sweep.curve_and_final(trained.replace(name="dit-flow-tpdiff"), SCALES["tiny"],
+                                {"": changes}, sweep.CURVE, curve_changes=changes)  # fmt: skip
+    options = MetricOptions(evaluator=SCALES["tiny"].evaluator, device="cpu")
+    made = sweep.train_and_score([arm], options, seeds=(0, 1))
+    assert sorted(p.name for p in source.iterdir() if p.is_dir()) == [
+        "dit-flow-tpdiff", "dit-flow-tpdiff-seed1"]  # fmt: skip
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run of the same config and seed was trained again")
 
     monkeypatch.setattr(train, "draw_training_batch", no_training)
-    again = sweep.sweep(TINY, 1, tmp_path / "b", seed=0, reuse=tmp_path / "a" / "runs")
-    names = [sorted(p.name for p in (tmp_path / d / "runs").iterdir() if p.is_dir()) for d in "ab"]
-    assert names[0] == names[1] and len(names[0]) == 2  # the equal split at seeds 0 and 1
-    assert again["complete"] == first["complete"]  # the same weights, the same scores
-    studies = [load(f"sqlite:///{tmp_path / d / 'study.db'}", TINY.study_name) for d in "ab"]
-    assert studies[0].user_attrs["reference_seeds"] == studies[1].user_attrs["reference_seeds"]
+    again = sweep.sweep(TINY, 1, tmp_path / "b", seed=0, reuse=source)
+    runs = sorted(p for p in (tmp_path / "b" / "runs").iterdir() if p.is_dir())
+    assert [p.name for p in runs] == [trained.name, f"{trained.name}-seed1"]
+    for run in runs:  # renamed inside too, so the run folder check takes it as its own
+        assert json.loads((run / "config.json").read_text())["config"]["name"] == run.name
+    finals = {int(r["seed"]): r["FVD-md"] for r in made if r["role"] == "final"}
+    study = load(f"sqlite:///{tmp_path / 'b' / 'study.db'}", TINY.study_name)
+    assert again["complete"][0]["values"][0] == pytest.approx(finals[0])  # the same weights
+    assert study.user_attrs["reference_seeds"]["1"]["FVD-md"] == pytest.approx(finals[1])
     with pytest.raises(FileNotFoundError, match="--reuse .*no such runs folder"):
         sweep.sweep(TINY, 1, tmp_path / "c", reuse=tmp_path / "missing")
 

@@ -9,7 +9,10 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from harness.common.config import Config
+from harness.common.io import write_json, write_torch
 from harness.pipeline.provenance import checkpoint_info, training_hash
 from harness.studies.core.train_and_score import Arm
 
@@ -24,6 +27,21 @@ def finished_like(folder: Path, arm: Arm) -> bool:
     ):
         return False
     return checkpoint_info(folder / "checkpoint.pt").step == arm.cfg.steps
+
+
+def rename(run: Path, name: str) -> None:
+    """Give the run in folder `run` the name `name` in its config.json, checkpoint and
+    snapshots (the run folder check compares names; a run adopted from the paper suite is
+    named `dit-flow-tpdiff`, the arm's by its hash). Only `name` changes: the weights, and
+    so every score's identity, stay as they were."""
+    record = json.loads((run / "config.json").read_text())
+    record["config"]["name"] = name
+    write_json(run / "config.json", record)
+    for path in [run / "checkpoint.pt", *sorted((run / "snapshots").glob("*.pt"))]:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["config"].get("name") != name:
+            state["config"]["name"] = name
+            write_torch(path, state)
 
 
 def check_source(source: Path) -> Path:
@@ -42,8 +60,9 @@ def adopt(arms: list[Arm], source: Path) -> list[str]:
     suite's) that an arm would train and that is not started here: the same training config
     (`training_hash`, the seed included), trained to the arm's last step with a snapshot at
     each of its scored steps. Its checkpoint, snapshots, config and log come along (not its
-    scores), so the arm only scores. The copy is made beside the target and renamed into
-    place, so an interrupted copy leaves no half run. A source folder that is not such a
+    scores), renamed to the arm's run name (`rename`), so the arm only scores. The copy is
+    made beside the target and renamed into place, so an interrupted copy leaves no half
+    run. A source folder that is not such a
     run is passed over. Returns the runs adopted, as `source -> target` lines."""
     source = check_source(source)
     wanted = {training_hash(a.cfg): a for a in arms if not a.cfg.run_dir.exists()}
@@ -64,6 +83,7 @@ def adopt(arms: list[Arm], source: Path) -> list[str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(folder, partial, ignore=shutil.ignore_patterns("evals*.csv"))
+        rename(partial, target.name)
         partial.rename(target)
         adopted.append(f"{folder} -> {target}")
     return adopted
