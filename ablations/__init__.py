@@ -6,7 +6,7 @@ The empty difference is the paper's setting. Run with
 Variants that differ only in sampling settings (renoise, steps per stage) share one
 trained run.
 
-Seeds (docs/ablations.md, "Seeds and verdicts"): the paper setting of every ablation is
+Seeds (docs/ablations.md, "How a variant is measured"): the paper setting of every ablation is
 trained at PAPER_SEEDS seeds, whose spread is the noise floor; each variant at its
 ablation's `seeds` (at least 1), paired with the paper setting's first seeds (same init,
 data order and sampling noise). `base` holds changes every variant of an ablation shares,
@@ -75,7 +75,7 @@ ABLATIONS: dict[str, Ablation] = {
         {PAPER: {}, "linear": dict(upsample="linear")},
     ),
     "align": Ablation(
-        "data-noise alignment in training (METHOD.md sec. 5)",
+        "data-noise alignment in training (docs/method.md sec. 5)",
         {PAPER: {}, "off": dict(align=False)},
     ),
     "renoise": Ablation(

@@ -5,8 +5,9 @@
 RESULTS_DIR defaults to results/paper. `--in-place` writes the executed notebook back to
 notebooks/analysis.ipynb, outputs and all, so that its plots show where the repository is
 read on the web; its metadata (`tpdiff`) records what the outputs came from: the hash of
-the code cells and of the folder's summary.json (`tests/test_notebook.py` checks both
-against the committed files). `--save` writes the executed copy elsewhere.
+the code cells, of the folder's summary.json and of every file the cells read
+(`tests/test_notebook.py` checks them against the committed files). `--save` writes the
+executed copy elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -36,6 +38,23 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
+def inputs_hash(nb: nbformat.NotebookNode, results: Path) -> dict[str, str]:
+    """{name: sha256} of every file or folder of `results` the code cells read (each
+    `RESULTS / 'name'` they name; a folder: all its files, in order), line endings aside."""
+    names = sorted(set(re.findall(r"RESULTS / '([^']+)'", "\n".join(
+        c.source for c in nb.cells if c.cell_type == "code"))))  # fmt: skip
+    found = {}
+    for name in names:
+        path = results / name
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        h = hashlib.sha256()
+        for file in files:
+            h.update(str(file.relative_to(results)).encode())
+            h.update(file.read_bytes().replace(b"\r\n", b"\n") if file.is_file() else b"")
+        found[name] = h.hexdigest()[:16]
+    return found
+
+
 def execute(results: Path, save: Path | None = None, timeout: int = 300) -> nbformat.NotebookNode:
     results = results.resolve()
     if not (results / "summary.json").is_file():
@@ -52,7 +71,8 @@ def execute(results: Path, save: Path | None = None, timeout: int = 300) -> nbfo
     except ValueError:  # a folder outside the repository
         where = results.name
     nb.metadata["tpdiff"] = dict(results=where, code_cells=code_hash(nb),
-                                 summary=file_hash(results / "summary.json"))  # fmt: skip
+                                 summary=file_hash(results / "summary.json"),
+                                 inputs=inputs_hash(nb, results))  # fmt: skip
     if save:
         nbformat.write(nb, save)
     return nb

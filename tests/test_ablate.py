@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 from test_report import cut, folder_bytes
 
 import harness.pipeline.evaluate as evaluate
@@ -18,6 +19,7 @@ import harness.studies.suites.report as report
 from ablations import ABLATIONS, PAPER
 from harness.metrics.evaluator import load_evaluator
 from harness.pipeline.build import plan_for
+from harness.studies.core import animations
 from harness.studies.core.protocol import METRICS
 from harness.studies.core.scale import SCALES
 
@@ -122,6 +124,7 @@ def test_renoise_ablation_end_to_end(renoise_folder):
     for name in (
         "renoise/renoise.png",
         "renoise/renoise_samples.png",
+        "renoise/renoise_samples.gif",
         "report.md",
         "summary.csv",
         "summary.json",
@@ -132,6 +135,11 @@ def test_renoise_ablation_end_to_end(renoise_folder):
         assert (out / name).stat().st_size > 0, name
     text = (out / "report.md").read_text()
     assert "Not run in this folder" in text and "Holm" in text
+    assert "(renoise/renoise_samples.gif)" in text  # the strips, moving
+    with Image.open(out / "renoise" / "renoise_samples.gif") as gif:
+        assert gif.n_frames == 8  # the tiny recipe's frames
+        # one column per variant, at least as wide as its upscaled frame
+        assert gif.width >= animations.LABEL_W + 3 * (4 * 16 + animations.PAD)
 
 
 @pytest.mark.slow
@@ -258,15 +266,23 @@ def test_gpu_commands_name_every_variant_with_its_cost_or_why_not():
     assert "frames=61" in wan["stages", "K=4"]["commands"]
 
 
-def test_registry_marks_rows_scored_with_other_changes_as_stale(tmp_path):
+def test_registry_marks_rows_scored_with_other_changes_or_runs_as_stale(tmp_path):
+    run = trials.trial_config(SCALES["tiny"], tmp_path).name  # the paper setting's run here
+    other = trials.trial_config(SCALES["smoke"], tmp_path).name  # another scale's
+    linear = json.dumps({"upsample": "linear"})
     table = pd.DataFrame([
-        dict(ablation="renoise", variant=PAPER, seed=0, changes="{}"),
-        dict(ablation="renoise", variant="off", seed=0, changes=json.dumps({"renoise": False})),
+        dict(ablation="renoise", variant=PAPER, seed=0, changes="{}", run=run),
+        dict(ablation="renoise", variant=PAPER, seed=1, changes="{}", run=f"{run}-seed1"),
+        dict(ablation="renoise", variant="off", seed=0, changes=json.dumps({"renoise": False}),
+             run=run),
+        dict(ablation="upsample", variant="linear", seed=0, changes=linear, run=other),
     ])  # fmt: skip
     found = ablate.registry(SCALES["tiny"], tmp_path, table)
     entry = {(a["name"], v["label"]): v for a in found for v in a["variants"]}
-    assert entry["renoise", PAPER]["status"] == "ran" and entry["renoise", PAPER]["seeds"] == [0]
+    assert entry["renoise", PAPER]["status"] == "ran" and entry["renoise", PAPER]["seeds"] == [0, 1]
     assert entry["renoise", "off"]["status"] == "stale"  # the registry now says renoise="off"
+    assert entry["upsample", "linear"]["status"] == "stale"  # scored on another scale's run
+    assert other in entry["upsample", "linear"]["reason"]
     assert entry["renoise", "pyramid-flow"]["status"] == "not run"
     assert entry["stages_16f", "K=5"]["changes"] == {"frames": 16, "num_stages": 5}
     assert [a["name"] for a in found] == list(ABLATIONS)
@@ -287,7 +303,8 @@ def test_a_torn_ablations_folder_is_refused_in_one_line_and_nothing_is_written(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["final without curve", "torn strips", "bad registry"])
+@pytest.mark.parametrize("case", ["final without curve", "torn strips", "bad registry",
+                                  "mixed n"])  # fmt: skip
 def test_an_inconsistent_ablations_folder_is_named(renoise_folder, tmp_path, case):
     folder = tmp_path / "ablations"
     shutil.copytree(renoise_folder[0], folder, ignore=shutil.ignore_patterns("runs", "cache"))
@@ -299,6 +316,11 @@ def test_an_inconsistent_ablations_folder_is_named(renoise_folder, tmp_path, cas
     elif case == "torn strips":
         cut(folder / "strips.pt", 1000)
         message = r"strips.pt is not a readable saved results file"
+    elif case == "mixed n":  # a row scored at another scale's n
+        table = pd.read_csv(folder / "renoise" / "table.csv")
+        table.loc[table.index[-1], "n"] = 2 * table["n"].max()
+        table.to_csv(folder / "renoise" / "table.csv", index=False)
+        message = r"mixes final scores at n = \[8, 16\]"
     else:
         (folder / "ablations.json").write_text(json.dumps({"ablations": [{"name": "seed"}]}))
         message = r"ablations.json is not a registry"
@@ -325,3 +347,26 @@ def test_a_failure_while_drawing_ablations_leaves_the_folder_as_it_was(
         ablation_report.build(folder)
     assert folder_bytes(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ablations.lock", "ablations"]
+
+
+def test_the_cli_refuses_bad_input_in_one_line_with_exit_2(tmp_path, capsys):
+    from harness.studies.ablations import cli
+
+    def refused(*argv) -> str:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(list(argv))
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        return err
+
+    assert "unknown ablation(s) ['nope']" in refused("nope", "--out", str(tmp_path / "a"))
+    assert "--workers must be at least 1" in refused("renoise", "--workers", "0",
+                                                    "--out", str(tmp_path / "b"))  # fmt: skip
+    torn = tmp_path / "c"
+    torn.mkdir()
+    (torn / "ablations.json").write_text('{"scale": "ti')
+    assert "ablations.json is unreadable" in refused("renoise", "--out", str(torn))
+    (torn / "ablations.json").write_text('{"scale": "cpu"}')
+    assert "at scale cpu, not tiny" in refused("renoise", "--scale", "tiny", "--out", str(torn))
+    assert (torn / "ablations.json").read_text() == '{"scale": "cpu"}'  # nothing destroyed

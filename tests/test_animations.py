@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from harness.studies.core.animations import HEAD_H, LABEL_W, PAD, side_by_side
 
@@ -17,13 +17,17 @@ def test_each_gif_frame_shows_that_frame_of_every_column(tmp_path):
                         tmp_path / "a.gif", scale=2, rows=4)  # fmt: skip
     gif = Image.open(path)
     cell = 4 * 2
-    assert gif.n_frames == 3 and gif.size == (LABEL_W + 2 * (cell + PAD), HEAD_H + 2 * (cell + PAD))
+    # a column is as wide as its label when that is wider than its frames (8 px here)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    col = max(cell, *(int(measure.textlength(label)) + 4 for label in ("vanilla", "TPDiff")))
+    assert col > cell
+    assert gif.n_frames == 3 and gif.size == (LABEL_W + 2 * (col + PAD), HEAD_H + 2 * (cell + PAD))
     for f in range(3):
         gif.seek(f)
         rgb = np.asarray(gif.convert("RGB"))
         for c, videos in enumerate((left, right)):
             for r in range(2):  # the cell's top-left pixel is the video's (0, 0), nearest
-                y, x = HEAD_H + r * (cell + PAD), LABEL_W + c * (cell + PAD)
+                y, x = HEAD_H + r * (cell + PAD), LABEL_W + c * (col + PAD)
                 want = int(videos[r, 0, f, 0, 0])
                 assert abs(int(rgb[y, x, 0]) - want) <= 8  # a 64-colour palette
 

@@ -83,10 +83,9 @@ def test_the_backbones_attention_runs_on_a_fused_kernel(tmp_path, device):
 
 
 def test_timing_uses_cuda_events_on_cuda_and_the_clock_elsewhere(device, monkeypatch):
-    made = []
-    if device.type == "cuda":
-        real = torch.cuda.Event
-        monkeypatch.setattr(torch.cuda, "Event", lambda **kw: made.append(kw) or real(**kw))
+    made = []  # patched on the CPU too: there, no event may be made
+    real = torch.cuda.Event
+    monkeypatch.setattr(torch.cuda, "Event", lambda **kw: made.append(kw) or real(**kw))
     x = torch.randn(256, 256, device=device)
     timing = measure(lambda: x @ x, device, warmup=1, repeats=3)
     assert timing.repeats == 3 and 0 < timing.min_s <= timing.median_s <= timing.max_s
@@ -104,7 +103,8 @@ def test_compiled_backbone_matches_eager(tmp_path, device):
     assert torch.allclose(fast, eager, atol=1e-4, rtol=1e-4)
 
 
-def test_resume_is_bit_identical_where_the_device_allows(tmp_path, device, record_property):
+def test_resume_is_bit_identical_where_the_device_allows(tmp_path, device, record_property,
+                                                         request):  # fmt: skip
     """Stopping and resuming gives the same weights as one run: bit for bit on the CPU, and
     on CUDA whenever two uninterrupted runs agree bit for bit (cuBLAS made deterministic by
     the GPU check). Where they do not (a nondeterministic kernel), the resumed run may
@@ -112,6 +112,9 @@ def test_resume_is_bit_identical_where_the_device_allows(tmp_path, device, recor
     records that it could not be bit-identical."""
     common = ("steps=4", "ckpt_every=2", "ema_decay=0.9")
     if device.type == "cuda":  # deterministic kernels where they exist (cuBLAS: the check's env)
+        was = (torch.are_deterministic_algorithms_enabled(),
+               torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+        request.addfinalizer(lambda: torch.use_deterministic_algorithms(was[0], warn_only=was[1]))
         torch.use_deterministic_algorithms(True, warn_only=True)
     straight = train.main(_cfg(tmp_path, device, *common, "name=straight"))
     train.main(_cfg(tmp_path, device, *common, "name=resumed"), stop_at=2)
@@ -124,7 +127,6 @@ def test_resume_is_bit_identical_where_the_device_allows(tmp_path, device, recor
         assert gap == 0, "resume changed the weights"
         return
     again = load(train.main(_cfg(tmp_path, device, *common, "name=again")))
-    torch.use_deterministic_algorithms(False)
     noise = max(float((a[k].float() - again[k].float()).abs().max()) for k in a)
     record_property("cuda_resume", "bit-identical" if gap == 0 else
                     f"not bit-identical: resume {gap:.3g}, run to run {noise:.3g}")  # fmt: skip

@@ -79,3 +79,16 @@ def test_throughput_figures_get_limits_and_targets_are_reported_not_enforced():
     assert targets.loc["throughput_measured_over_bound", "met"]
     _, failures = gate.check(both, baseline)
     assert failures == []  # a missed target does not fail the gate (yet)
+
+
+def test_a_missing_or_torn_baseline_is_one_line_with_exit_2(tmp_path, capsys):
+    for content, message in ((None, "no baseline at"), ('{"setup": {', "is not a gate baseline")):
+        path = tmp_path / "baseline.json"
+        if content is not None:
+            path.write_text(content)
+        with pytest.raises(SystemExit) as stop:
+            gate.main(["--baseline", str(path)])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    assert path.read_text() == '{"setup": {'  # the torn file is left as it was

@@ -42,5 +42,9 @@ def test_the_committed_notebook_shows_its_outputs_and_they_are_current():
     assert made.get("code_cells") == execute.code_hash(nb), "cells edited since: nox -s notebook"
     summary = ROOT / "results" / "paper" / "summary.json"
     assert made.get("summary") == execute.file_hash(summary), "results changed: nox -s notebook"
+    inputs = execute.inputs_hash(nb, ROOT / "results" / "paper")
+    assert len(inputs) >= 8  # the CSVs, PNGs and grids the cells read
+    stale = sorted(k for k in inputs if made.get("inputs", {}).get(k) != inputs[k])
+    assert not stale, f"{stale} changed since the notebook ran: nox -s notebook"
     images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 4

@@ -3,6 +3,7 @@ several workers on one storage, failing trials, outputs. The end-to-end tests tr
 tiny configs (`--scale tiny`)."""
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import signal
@@ -23,6 +24,7 @@ import harness.studies.sweep.storage as sweep_storage
 from harness.common.config import Config
 from harness.metrics import MetricOptions
 from harness.metrics.evaluator import load_evaluator
+from harness.pipeline import train
 from harness.pipeline.build import plan_for
 from harness.studies.core.scale import SCALES
 
@@ -72,6 +74,20 @@ def test_invalid_suggestions_name_the_problem(tmp_path):
     cfg = sweep.suggest_config(ok, steps, tmp_path)
     assert cfg.jump_points == (0.7, 0.3) and cfg.stage_steps == (1, 2, 3)
     assert plan_for(cfg).total_steps == 6
+
+
+def test_the_equal_split_trains_the_paper_settings_own_config(tmp_path):
+    """The paper's points stay the default, so the equal split is the same training config
+    (and run folder) as the paper suite's and the ablations' TPDiff; any other points are
+    kept."""
+    settings = sweep.SweepSettings(scale="tiny")
+    equal = sweep.suggest_config(optuna.trial.FixedTrial(sweep.equal_split(settings, 6)),
+                                 settings, tmp_path)  # fmt: skip
+    paper = sweep.trial_config(SCALES["tiny"], tmp_path, method="tpdiff", num_stages=3)
+    assert equal.jump_points == () and equal.name == paper.name
+    assert plan_for(equal).jump_points == pytest.approx((2 / 3, 1 / 3))
+    moved = optuna.trial.FixedTrial({"jump_1": 0.7, "jump_2": 1 / 3})
+    assert sweep.suggest_config(moved, settings, tmp_path).name != paper.name
 
 
 def _finished(number, cost, fvd_at):
@@ -383,6 +399,40 @@ def test_the_sweep_starts_its_own_workers(tmp_path, cache, monkeypatch):
     assert (tmp_path / "pareto.png").stat().st_size > 0  # the report, written once at the end
 
 
+@pytest.mark.slow
+def test_a_sweep_adopts_finished_runs_instead_of_training_them(tmp_path, cache, monkeypatch):
+    """The source runs are named as the paper suite names its own (`dit-flow-tpdiff`,
+    `dit-flow-tpdiff-seed1`), not by hash: adopted, each takes the sweep's name."""
+    monkeypatch.setenv("TPDIFF_CACHE", str(cache))
+    monkeypatch.setitem(SCALES, "tiny", dataclasses.replace(SCALES["tiny"], seeds=2))
+    source = tmp_path / "paper" / "runs"
+    equal = sweep.suggest_config(optuna.trial.FixedTrial(sweep.equal_split(TINY, 6)), TINY,
+                                 source)  # fmt: skip
+    trained, changes = sweep.split_sampling(equal)
+    arm = sweep.curve_and_final(trained.replace(name="dit-flow-tpdiff"), SCALES["tiny"],
+                                {"": changes}, sweep.CURVE, curve_changes=changes)  # fmt: skip
+    options = MetricOptions(evaluator=SCALES["tiny"].evaluator, device="cpu")
+    made = sweep.train_and_score([arm], options, seeds=(0, 1))
+    assert sorted(p.name for p in source.iterdir() if p.is_dir()) == [
+        "dit-flow-tpdiff", "dit-flow-tpdiff-seed1"]  # fmt: skip
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run of the same config and seed was trained again")
+
+    monkeypatch.setattr(train, "draw_training_batch", no_training)
+    again = sweep.sweep(TINY, 1, tmp_path / "b", seed=0, reuse=source)
+    runs = sorted(p for p in (tmp_path / "b" / "runs").iterdir() if p.is_dir())
+    assert [p.name for p in runs] == [trained.name, f"{trained.name}-seed1"]
+    for run in runs:  # renamed inside too, so the run folder check takes it as its own
+        assert json.loads((run / "config.json").read_text())["config"]["name"] == run.name
+    finals = {int(r["seed"]): r["FVD-md"] for r in made if r["role"] == "final"}
+    study = load(f"sqlite:///{tmp_path / 'b' / 'study.db'}", TINY.study_name)
+    assert again["complete"][0]["values"][0] == pytest.approx(finals[0])  # the same weights
+    assert study.user_attrs["reference_seeds"]["1"]["FVD-md"] == pytest.approx(finals[1])
+    with pytest.raises(FileNotFoundError, match="--reuse .*no such runs folder"):
+        sweep.sweep(TINY, 1, tmp_path / "c", reuse=tmp_path / "missing")
+
+
 STRESS_ROUNDS = 20
 
 
@@ -478,10 +528,28 @@ def test_front_verdicts_read_the_gap_against_its_smallest_detectable_effect():
     assert set(by) == {3, 5} and by[3]["seed_spread"] == pytest.approx(40.0)
     # one seed each: se^2 = 2 (100 / 1.645)^2 + 2 x 40^2, so se = 102.9; Holm over 2 rows
     assert by[3]["verdict"] == "better" and by[3]["gap"] == pytest.approx(-600)
-    # (1.645 + 0.842) x 102.9 at its Holm level (the larger p: 0.10)
-    assert by[5]["verdict"] == "within noise" and by[5]["mde"] == pytest.approx(255.9, abs=0.5)
+    # (1.960 + 0.842) x 102.9 at Holm's strictest threshold, 0.10 / 2, whatever its rank
+    assert by[5]["verdict"] == "within noise" and by[5]["mde"] == pytest.approx(288.3, abs=0.5)
+    assert by[5]["mde_share"] == pytest.approx(288.3 / 1000, abs=1e-3)  # of the 3 seeds' mean
     note = sweep_report.verdict_note(found)
     assert "trial 5: **within noise**" in note
     assert "beat the equal split beyond the noise: [3]" in note
     assert "by cost, not by quality" in sweep_report.verdict_note([by[5]])
     assert sweep_report.front_verdicts([clear], None, seeds) == []
+    # one seed of the equal split: no spread, so no verdict, and the note says why
+    assert sweep_report.front_verdicts([ref, clear], ref, {"0": seeds["0"]}) == []
+    assert "not judged yet" in sweep_report.verdict_note([], 1)
+
+
+def test_a_front_trial_at_noise_level_is_not_tested():
+    ref = _trial(0, 1000.0, 900.0, 1100.0, reference=True)
+    blank = _trial(4, 400.0, 300.0, 500.0)
+    for t, pa in ((ref, 0.8), (blank, 0.1)):  # blank's prompts at chance
+        t.user_attrs["PA-md-digit"] = pa
+    seeds = {"0": {"FVD-md": 1000.0}, "1": {"FVD-md": 1040.0}, "2": {"FVD-md": 960.0}}
+    refs = {"noise_FVD-md": 30000.0, "chance_PA-md-digit": 0.1, "n": 1024}
+    (row,) = sweep_report.front_verdicts([ref, blank], ref, seeds, refs)
+    assert row["verdict"] == "within noise" and row["p_holm"] is None
+    assert "not tested, trial 4 is at noise level" in row["why"]
+    (called,) = sweep_report.front_verdicts([ref, blank], ref, seeds)  # no references: tested
+    assert called["verdict"] == "better"

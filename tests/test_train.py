@@ -14,6 +14,7 @@ from tiny_models import write_video_folder
 
 import harness.pipeline.train as train
 from harness.common.config import Config
+from harness.common.processes import kill_tree
 from harness.pipeline.build import plan_for
 from harness.pipeline.sample import cli
 from harness.pipeline.sample import main as sample_main
@@ -252,6 +253,20 @@ def test_two_process_torchrun(tmp_path):
         train.main(tiny(tmp_path, "steps=5", "name=ddp"))
 
 
+@contextlib.contextmanager
+def _process_group(cmd: list[str], env: dict, **kwargs):
+    """`cmd` in its own session, SIGKILLed with everything it started on the way out,
+    whatever happened. torchrun starts each worker in a session of its own, out of reach of
+    its launcher's group: the workers' groups are killed too, and awaited (a live one still
+    holds the run folder)."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, **kwargs)
+    try:
+        yield proc
+    finally:
+        kill_tree(proc.pid)
+        proc.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.cuda
 def test_torchrun_on_the_device_is_killed_and_resumed(tmp_path, device):
@@ -259,25 +274,26 @@ def test_torchrun_on_the_device_is_killed_and_resumed(tmp_path, device):
     killed mid-way resumes from its checkpoint and logs every step once."""
     world = 2 if device.type == "cuda" and torch.cuda.device_count() > 1 else 1
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    steps = 120  # the kill lands after 12 steps, well before the end even on a fast GPU
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={world}", "-m", "harness.train", *TINY, f"out_dir={tmp_path}",
-           "steps=40", "ckpt_every=5", f"device={device.type}", "name=tr"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+           f"steps={steps}", "ckpt_every=5", f"device={device.type}", "name=tr"]  # fmt: skip
     log = tmp_path / "tr" / "log.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 12:
-            break
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):  # the launcher and its workers
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with _process_group(cmd, env, **quiet) as proc:  # killed on leaving: the launcher and workers
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) >= 12:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "finished (or died) before the kill"
     step = torch.load(tmp_path / "tr" / "checkpoint.pt", weights_only=False)["step"]
-    assert 5 <= step < 40, "the kill must land mid-run"
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert [r["step"] for r in _log(tmp_path / "tr")] == list(range(1, 41))
+    assert 5 <= step < steps, "the kill must land mid-run"
+    with _process_group(cmd, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        text=True) as proc:  # fmt: skip
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert [r["step"] for r in _log(tmp_path / "tr")] == list(range(1, steps + 1))
     record = json.loads((tmp_path / "tr" / "config.json").read_text())
     assert record["world_size"] == world  # and the process group is joined even at 1
     assert record["backend"] == ("nccl" if device.type == "cuda" else "gloo")
@@ -374,6 +390,66 @@ def test_tensorboard_mirrors_the_log_when_asked_for(tmp_path):
     again = train.main(cfg.replace(steps=3))
     resumed = EventAccumulator(str(again / "tb")).Reload()
     assert [e.step for e in resumed.Scalars("train/loss")] == [1, 2, 3]
+
+
+def test_a_restart_drops_the_events_of_a_session_that_never_checkpointed(tmp_path, monkeypatch):
+    """A first session logs steps 1-2 to TensorBoard, then dies before any checkpoint; the
+    run starts again at step 0 and its events hold each step once, as log.jsonl does."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny(tmp_path, "steps=3", "ckpt_every=100", "name=tbc", "log_with=tensorboard")
+    real_save = train.save
+
+    def dies_at_step_2(s, end):
+        if s.step == 2:
+            raise RuntimeError("killed")
+        real_save(s, end)
+
+    monkeypatch.setattr(train, "save", dies_at_step_2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train.main(cfg)
+    assert not (cfg.run_dir / "checkpoint.pt").exists()
+    stale = EventAccumulator(str(cfg.run_dir / "tb")).Reload().Scalars("train/loss")
+    assert [e.step for e in stale] == [1, 2]  # what the crashed session left
+    monkeypatch.setattr(train, "save", real_save)
+    run = train.main(cfg)
+    loss = EventAccumulator(str(run / "tb")).Reload().Scalars("train/loss")
+    assert [e.step for e in loss] == [r["step"] for r in _log(run)] == [1, 2, 3]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in _log(run)])
+
+
+def test_the_tracker_is_closed_when_training_fails_to_start(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    opened = []
+
+    def recorded(*args, **kwargs):
+        opened.append(train_open_tracker(*args, **kwargs))
+        return opened[-1]
+
+    train_open_tracker = train.open_tracker
+    monkeypatch.setattr(train, "open_tracker", recorded)
+    monkeypatch.setattr(train, "data_loader", lambda s, end: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        train.main(tiny(tmp_path, "steps=2", "name=tbf", "log_with=tensorboard"))
+    assert len(opened) == 1 and opened[0].writer.all_writers is None  # closed
+    assert opened[0].writer.flush_secs == 10  # written out for a watcher every 10 s
+
+
+def test_scores_under_two_sampling_settings_keep_their_own_curves(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from harness.pipeline.tracking import log_scores
+
+    cfg = tiny(tmp_path, "name=tbs", "log_with=tensorboard")
+    exact, off = "tpdiff-K3-6steps-seed0", "tpdiff-K3-6steps-norenoise-seed0"
+    log_scores(cfg, cfg.run_dir, 4, [(8, {"sampling": exact, "FVD-md": 1.5}),
+                                     (8, {"sampling": off, "FVD-md": 3.0})])  # fmt: skip
+    scores = EventAccumulator(str(cfg.run_dir / "tb" / "eval")).Reload()
+    points = {t: [(e.step, e.value) for e in scores.Scalars(t)]
+              for t in scores.Tags()["scalars"]}  # fmt: skip
+    assert points == {f"eval/FVD-md@n8/{exact}": [(4, 1.5)], f"eval/FVD-md@n8/{off}": [(4, 3.0)]}
 
 
 def test_tensorboard_without_the_package_is_refused_by_name(tmp_path, monkeypatch):

@@ -170,23 +170,7 @@ def test_the_quality_bar_of_a_model_that_learns():
     assert len(v.bar_misses(500.0, 0.1, 100.0)) == 2
 
 
-def test_ablation_verdicts_need_both_intervals_and_the_seed_spread_apart():
-    paper = Estimate(10.0, 9.0, 11.0)
-    lower = Estimate(7.0, 6.0, 8.0)  # interval wholly below, gap 3
-    assert v.ablation("FVD-md", lower, paper, None, [])[0] == "better"
-    assert v.ablation("FVD-md", lower, paper, 2.0, [])[0] == "better"
-    assert v.ablation("FVD-md", lower, paper, 3.5, [])[0] == "within noise"  # seeds
-    assert v.ablation("FVD-md", paper, lower, 2.0, [])[0] == "worse"
-    near = Estimate(9.5, 8.5, 10.5)  # intervals overlap
-    assert v.ablation("FVD-md", near, paper, 0.0, [])[0] == "within noise"
-    found, why = v.ablation("FVD-md", lower, paper, 0.0, ["x is at noise level"])
-    assert found == "within noise" and "noise level" in why
-
-
-def test_ablation_verdicts_on_a_higher_is_better_share():
-    paper = Estimate(0.5, 0.43, 0.57)
-    assert v.ablation("PA-md-digit", Estimate(0.8, 0.74, 0.85), paper, 0.1, [], True)[0] == "better"
-    assert v.ablation("PA-md-digit", Estimate(0.2, 0.15, 0.26), paper, 0.1, [], True)[0] == "worse"
+def test_the_wilson_interval_of_a_share():
     lo, hi = v.wilson_interval(0.75, 128)
     assert lo < 0.75 < hi and hi - lo == pytest.approx(0.12, abs=0.01)
     assert v.wilson_interval(0.0, 128)[0] == 0.0 and v.wilson_interval(1.0, 128)[1] == 1.0

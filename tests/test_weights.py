@@ -2,6 +2,7 @@
 machine scores with the same bytes, a changed file is refused by name, and the weights'
 hash is part of every score's identity."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -80,6 +81,12 @@ def test_the_weights_hash_is_part_of_every_score_identity(tmp_path, monkeypatch)
     flicker = metrics_key(["flicker"], options, CPU_CONFIG)
     assert flicker == metrics_key(["flicker"], options, CPU_CONFIG.replace(latent_channels=2))
     assert flicker != metrics_key(["flicker"], options, CPU_CONFIG.replace(latent_channels=0))
+    # the bootstrap draws behind -lo / -hi count too; the default keeps the keys made before
+    fewer = dataclasses.replace(options, bootstrap=50)
+    assert metrics_key(["flicker"], fewer, CPU_CONFIG) != flicker
+    assert (
+        metrics_key(["flicker"], dataclasses.replace(fewer, bootstrap=200), CPU_CONFIG) == flicker
+    )
 
 
 def test_retraining_is_an_explicit_command_and_deterministic(tmp_path, monkeypatch):
@@ -114,6 +121,33 @@ def test_added_fields_are_parsed_and_unknown_ones_named():
         "frames": 16, "lr": 0.5}  # fmt: skip
     with pytest.raises(ValueError, match="--add 'nope=1': expected FIELD=VALUE"):
         instruments.parse_changes("evaluator", ["nope=1"])
+
+
+def test_added_fields_take_their_declared_type_so_one_recipe_has_one_key():
+    """lr=1 is the float 1.0 and frames=16.0 the int 16: the same recipe as lr=1.0 and
+    frames=16, under the same key."""
+    one = instruments.parse_changes("evaluator", ["lr=1", "frames=16.0", "steps=1e3"])
+    assert one == {"lr": 1.0, "frames": 16, "steps": 1000}
+    assert type(one["lr"]) is float and type(one["frames"]) is int
+    other = instruments.parse_changes("evaluator", ["lr=1.0", "frames=16", "steps=1000"])
+    assert ev.EvaluatorRecipe(**one).key() == ev.EvaluatorRecipe(**other).key()
+    whole = "--add 'frames=16.5': frames of the evaluator recipe takes a whole number"
+    with pytest.raises(ValueError, match=whole):
+        instruments.parse_changes("evaluator", ["frames=16.5"])
+    with pytest.raises(ValueError, match="--add 'lr=fast': lr of the evaluator recipe takes a "):
+        instruments.parse_changes("evaluator", ["lr=fast"])
+
+
+def test_like_without_add_is_refused_in_one_line(capsys, monkeypatch):
+    inst = instruments.INSTRUMENTS["evaluator"]  # nothing may be retrained
+    monkeypatch.setitem(instruments.INSTRUMENTS, "evaluator",
+                        dataclasses.replace(inst, train=_no_training))  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        instruments.cli(["train", "evaluator", "--like", "md-f16-s16-x"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--like 'md-f16-s16-x' names the committed recipe" in err[0]
+    assert "pass --add FIELD=VALUE with it" in err[0]
 
 
 def test_the_list_command_checks_the_committed_files():

@@ -39,13 +39,26 @@ def guarded(prog: str, debug: bool, fn: Callable[[], T]) -> T:
         sys.exit(2)
 
 
+# the name pip installs a package under, where it differs from the name it is imported by
+PIP_NAMES = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "pyyaml",
+             "psycopg2": "psycopg2-binary", "cv2": "opencv-python"}  # fmt: skip
+
+
+def pip_name(module: str) -> str:
+    """The distribution that provides the top-level module `module` (`sklearn` ->
+    `scikit-learn`); the module's own name where the two agree."""
+    return PIP_NAMES.get(module, module)
+
+
 def missing_package(prog: str, err: ModuleNotFoundError) -> int:
     """A package the harness imports but this install lacks (a bare CUDA image, an offline
-    machine): one line naming it and where its wheels come from (docs/gpu.md); exit 2. A
-    missing module of the harness itself is a broken checkout and is re-raised."""
+    machine): one line naming it, the pip command that installs it and where its wheels
+    come from (docs/gpu.md); exit 2. A missing module of the harness itself is a broken
+    checkout and is re-raised."""
     package = (err.name or "").split(".")[0]
     if package in ("", "harness"):
         raise err
-    print(f"{prog}: error: the package {package!r} is missing: pip install it (offline: the "
-          "wheels docs/gpu.md gathers with pip download)", file=sys.stderr)  # fmt: skip
+    fix = f"pip install {pip_name(package)} (offline: the wheels docs/gpu.md gathers with pip "
+    fix += "download)"
+    print(f"{prog}: error: the package {package!r} is missing: {fix}", file=sys.stderr)
     return 2

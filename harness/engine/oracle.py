@@ -1,4 +1,4 @@
-"""The exact denoiser of a one-point data set {x*} (METHOD.md sec. 6).
+"""The exact denoiser of a one-point data set {x*} (docs/method.md sec. 6).
 
 For data concentrated on x*, every stage's effective data X is a known
 function of x* (the noise cancels from it, see `stagewise`), so for any state

@@ -1,4 +1,5 @@
-"""The temporal pyramid: stage plans, temporal resampling, and stage jumps (METHOD.md sec. 2, 4).
+"""The temporal pyramid: stage plans, temporal resampling, and stage jumps (docs/method.md
+sec. 2, 4).
 
 Videos are shaped (B, C, F, H, W); resampling acts along F by a factor 2.
 Stage k of K runs at F_k = F / 2^(K-1-k) frames, from u_start (noisier) down

@@ -1,4 +1,4 @@
-"""Vanilla and temporal-pyramid sampling over a stage plan (METHOD.md sec. 2, 4).
+"""Vanilla and temporal-pyramid sampling over a stage plan (docs/method.md sec. 2, 4).
 
 A model is any callable `model(x, u, cond) -> prediction` with x shaped
 (B, C, F_k, H, W) at the current stage's frame count, u of shape (B,) and the

@@ -1,4 +1,4 @@
-"""Stage-wise diffusion training examples (METHOD.md sec. 3) and data-noise alignment (sec. 5).
+"""Stage-wise diffusion training examples (docs/method.md sec. 3) and data-noise alignment (sec. 5).
 
 Inside stage k both end points share one noise eps at F_k frames:
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from harness.common.cli import add_debug_flag, guarded
 from harness.common.io import write_json
 from harness.engine.pyramid import uniform_plan
 from harness.measure.cost import PAIRS, CostSetup, measure_costs
@@ -175,14 +176,24 @@ def main(argv: list[str] | None = None, pyramid: bool = True) -> int:
     p.add_argument("--compile", default=None, help="backend or off (default: the baseline's)")
     p.add_argument("--throughput-batch", type=int, default=None,
                    help="0: latency mode only (default: the baseline's)")  # fmt: skip
+    add_debug_flag(p)
     args = p.parse_args(argv)
+    return guarded(prog, args.debug, lambda: _main(args, pyramid))
 
+
+def _main(args: argparse.Namespace, pyramid: bool) -> int:
     saved = None
     if args.baseline.is_file():
-        saved = json.loads(args.baseline.read_text())
+        try:
+            saved = json.loads(args.baseline.read_text())
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict) or not {"setup", "backbones"} <= set(saved):
+            raise ValueError(f"{args.baseline} is not a gate baseline (cut or edited): restore "
+                             "it from git, or rewrite it with --update-baseline")  # fmt: skip
     elif not args.update_baseline:
-        print(f"no baseline at {args.baseline}; create it with --update-baseline")
-        return 2
+        raise FileNotFoundError(f"no baseline at {args.baseline}; create it with "
+                                "--update-baseline")  # fmt: skip
     known = asdict(GateSetup()) | ({} if saved is None else saved["setup"])
     overrides = dict(
         threads=args.threads, repeats=args.repeats, size=args.size, backbones=args.backbones,

@@ -257,7 +257,6 @@ __all__ = [
     "default_metrics",
     "flicker",
     "frechet_distance",
-    "fvd",
     "gaussian_stats",
     "kernel_distance",
     "motion_gap",

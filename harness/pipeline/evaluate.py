@@ -118,11 +118,15 @@ def metrics_key(names: list[str], options: MetricOptions, cfg: Config) -> str:
     """Hash of what a score's value depends on besides the trained run: the metric names,
     the options that pick the metric models (I3D file and recipe, CLIP folder), the
     evaluator recipe at cfg's shape (its key) and the hashes of the evaluator's and the
-    autoencoder's weights (`instruments`), and how the real reference is drawn."""
+    autoencoder's weights (`instruments`), how the real reference is drawn, and the
+    bootstrap draws behind every interval (named only when not the default, so that the
+    keys of scores made at the default stay what they were)."""
     recipe = for_data(options, cfg).evaluator
+    draws = options.bootstrap
     return digest(
         dict(
             metrics=sorted(names),
+            **({} if draws == MetricOptions().bootstrap else dict(bootstrap=draws)),
             i3d=options.i3d if "fvd-i3d" in names else "",
             i3d_recipe=options.i3d_recipe if "fvd-i3d" in names else "",
             clip=options.clip if "clipsim" in names else "",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,25 +73,39 @@ def check_all() -> list[dict]:
 
 
 def parse_changes(kind: str, pairs: list[str]) -> dict:
-    """`["frames=16", ...]` -> {"frames": 16} for fields of KIND's recipe (ints, floats or
-    strings), refused by name when a field is unknown."""
-    fields = {f.name: f.type for f in dataclasses.fields(INSTRUMENTS[kind].recipe)}
+    """`["frames=16", ...]` -> {"frames": 16} for fields of KIND's recipe, each converted to
+    the field's declared type (lr=1 -> 1.0, frames=16.0 -> 16; a bool takes true or false),
+    so one recipe has one key; an unknown field or a value of the wrong type is refused by
+    name."""
+    fields = typing.get_type_hints(INSTRUMENTS[kind].recipe)
     changes = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in fields:
             raise ValueError(f"--add {pair!r}: expected FIELD=VALUE with FIELD one of "
                              f"{', '.join(fields)}")  # fmt: skip
-        if value.lower() in ("true", "false"):
-            changes[key] = value.lower() == "true"
-            continue
-        for cast in (int, float, str):
-            try:
-                changes[key] = cast(value)
-                break
-            except ValueError:
-                continue
+        try:
+            changes[key] = _typed(fields[key], value)
+        except ValueError:
+            raise ValueError(f"--add {pair!r}: {key} of the {kind} recipe takes "
+                             f"{TYPE_NAMES.get(fields[key], 'text')}") from None  # fmt: skip
     return changes
+
+
+TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number"}
+
+
+def _typed(kind: type, value: str):
+    if kind is bool:
+        if value.lower() not in ("true", "false"):
+            raise ValueError(value)
+        return value.lower() == "true"
+    if kind is int:
+        number = float(value)  # 16, 16.0 and 1e3 are whole numbers; 16.5 is not
+        if not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    return kind(value)
 
 
 def retrain(kind: str, seed: int | None, out: Path | None, commit: bool,
@@ -102,6 +117,9 @@ def retrain(kind: str, seed: int | None, out: Path | None, commit: bool,
     beside the others with `commit`."""
     if commit and seed is not None:
         raise ValueError("--seed trains a variant for a study; it is never committed")
+    if like is not None and not add:
+        raise ValueError(f"--like {like!r} names the committed recipe that --add changes: "
+                         "pass --add FIELD=VALUE with it, or leave --like out")  # fmt: skip
     recipes = committed_recipes(kind)
     if add:
         keys = [r.key() for r in recipes]

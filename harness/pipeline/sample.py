@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from harness.common.cli import add_debug_flag, guarded
 from harness.common.config import METHOD_FIELDS, Config
 from harness.common.io import check_output_folder, umask
+from harness.common.video import rgb_frames, to_uint8_videos
 from harness.engine.pyramid import StagePlan
 from harness.engine.sampler import autocast_model
 from harness.engine.sampler import sample as run_sampler
@@ -67,10 +68,7 @@ def load_checkpoint(run_dir: Path, checkpoint: str | Path | None = None) -> dict
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """(C, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8."""
-    x = ((video.float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu()
-    if x.shape[0] == 1:
-        x = x.expand(3, *x.shape[1:])
-    return x.permute(1, 2, 3, 0).numpy()
+    return rgb_frames(to_uint8_videos(video[None])[0])
 
 
 def save_gif(frames: np.ndarray, path: Path, fps: int = 8, scale: int = 4) -> None:

@@ -451,12 +451,13 @@ def train_loop(cfg: Config, end: int, device: torch.device, rank: int, world: in
     s = resume_or_start(cfg, device, rank, world)
     if s.step >= end:
         return cfg.run_dir
-    tracker = open_tracker(cfg, cfg.run_dir, rank, resumed_at=s.step)
-    log = (cfg.run_dir / "log.jsonl").open("a") if rank == 0 else None
+    tracker = log = None
     bar = tqdm(range(s.step, end), initial=s.step, total=end, desc=cfg.name, disable=rank != 0)
-    s.model.train()
-    batches = iter(data_loader(s, end))
-    try:
+    try:  # what is opened here is closed in `finally`, whatever fails after it
+        tracker = open_tracker(cfg, cfg.run_dir, rank, resumed_at=s.step)
+        log = (cfg.run_dir / "log.jsonl").open("a") if rank == 0 else None
+        s.model.train()
+        batches = iter(data_loader(s, end))
         for step in bar:
             t0 = time.perf_counter()  # data, outside the timed region
             batch = draw_batch(s, step, next(batches), time.perf_counter() - t0)

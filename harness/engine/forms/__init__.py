@@ -1,4 +1,4 @@
-"""Diffusion forms (METHOD.md sec. 1), registered by name.
+"""Diffusion forms (docs/method.md sec. 1), registered by name.
 
 `FORMS[name]` is a `Form` exposing alpha(u), sigma(u), snr(u), u_at_snr(snr),
 target(data, noise, u), split(x, pred, u) and step(x, pred, u, u_next).

@@ -1,4 +1,4 @@
-"""The contract every diffusion form follows (METHOD.md sec. 1).
+"""The contract every diffusion form follows (docs/method.md sec. 1).
 
 A form is a pair of schedules over continuous time u in [0, 1] (u = 1 noise,
 u = 0 data) and a prediction target:

@@ -1,5 +1,6 @@
 """Named ablations: `python -m harness.studies.ablate NAME [NAME ...] [--scale NAME]
-[--out DIR] [--seed-offset K] [--workers N]` (`all` runs every one, `--list` lists them,
+[--out DIR] [--seed-offset K] [--workers N] [--reuse RUNS] [--debug]` (`all` runs every
+one, `--list` lists them,
 `--finish` only redoes the steps after training, `--commands CONFIG` prints the GPU
 commands; also `tpdiff-ablate`, `nox -s ablate -- NAME`). Trains and scores each variant
 at its seeds (`run`), then draws the report (`report`); `python -m harness.report DIR`
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations import ABLATIONS
-from harness.common.cli import guarded
+from harness.common.cli import add_debug_flag, guarded
 from harness.studies.ablations.commands import commands_table
 from harness.studies.ablations.report import SHOWN
 from harness.studies.ablations.run import run_all
@@ -51,29 +52,41 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the commands that run the ablations on a GPU config (e.g. "
                         "baselines/gpu/wan-tpdiff.toml) with each variant's expected cost, "
                         "and exit")  # fmt: skip
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if args.list or not (args.names or args.finish or args.commands):
         for key, ab in ABLATIONS.items():
             seeds = f" [{ab.seeds} seed{'s' if ab.seeds > 1 else ''}]"
             print(f"{key:16s} {ab.about}: {', '.join(ab.variants)}{seeds}")
         return 0
+    return guarded(parser.prog, args.debug, lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    """The checks, then the run; a bad input raises a one-line ValueError (exit 2)."""
     names = list(ABLATIONS) if args.names in (["all"], []) else args.names
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
-        sys.exit(f"unknown ablation(s) {unknown}; choose from {', '.join(ABLATIONS)} or all")
+        raise ValueError(f"unknown ablation(s) {unknown}; choose from {', '.join(ABLATIONS)} "
+                         "or all")  # fmt: skip
     made = args.out / "ablations.json"
-    if made.is_file() and json.loads(made.read_text())["scale"] != args.scale:
-        sys.exit(f"{args.out} holds ablations at scale {json.loads(made.read_text())['scale']}, "
-                 f"not {args.scale}: pass another --out")  # fmt: skip
+    if made.is_file():
+        try:
+            scale = json.loads(made.read_text())["scale"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{made} is unreadable (cut or edited); move it aside and rerun "
+                             "with --finish to rewrite it") from None  # fmt: skip
+        if scale != args.scale:
+            raise ValueError(f"{args.out} holds ablations at scale {scale}, not {args.scale}: "
+                             "pass another --out")  # fmt: skip
     if args.commands:
         rows = pd.DataFrame(commands_table(args.commands, names))
         print(rows.fillna("").to_markdown(index=False))
         return 0
     if args.workers is not None and args.workers < 1:
-        sys.exit(f"--workers must be at least 1, got {args.workers}")
-    summary = guarded(parser.prog, False, lambda: run_all(
-        args.out, names, args.scale, train=not args.finish, offset=args.seed_offset,
-        workers=args.workers, reuse=args.reuse))  # fmt: skip
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    summary = run_all(args.out, names, args.scale, train=not args.finish,
+                      offset=args.seed_offset, workers=args.workers, reuse=args.reuse)  # fmt: skip
     rows = pd.read_csv(args.out / "summary.csv")
     print(rows[[c for c in SHOWN if c in rows]].to_string(index=False))
     print(f"report: {args.out / 'report.md'} ({len(summary['ablations'])} ablations)")

@@ -7,7 +7,8 @@ each variant at each training seed) and `<name>/curves.csv` (every scored snapsh
 `summary.csv` and `summary.json` (a row per variant of every registered ablation, skipped
 ones with the reason), one `<name>/<name>.png` per ablation (KVD-md along training cost,
 final FVD-md per seed against sampling cost, and the speedup against its bound),
-`<name>/<name>_samples.png` (two videos per variant) and `report.md`.
+`<name>/<name>_samples.png` and `.gif` (two videos per variant, still and moving) and
+`report.md`.
 
 Per variant, over its seeds: FVD-md, KVD-md, PA-md-digit, stutter and the motion gap
 (each the mean over the seeds, with the per-seed values), sampling speedup over vanilla
@@ -36,7 +37,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.common.io import plain, save_figure, write_csv, write_json, write_text  # noqa: E402
+from harness.common.video import to_uint8_videos  # noqa: E402
 from harness.studies.core import variants, verdicts  # noqa: E402
+from harness.studies.core.animations import side_by_side  # noqa: E402
 from harness.studies.core.inputs import (  # noqa: E402
     load_torch_strict,
     read_csv_strict,
@@ -135,6 +138,10 @@ def load(out: Path) -> dict:
     refs = read_csv_strict(path, _fix(out), filled=("kind", "n", "config_hash"),
                            numeric=SCORES, key=("kind", "n", "config_hash"),
                            text_columns=("config_hash",))  # fmt: skip
+    if table["n"].nunique() > 1:
+        ns = sorted(int(v) for v in table["n"].unique())
+        raise ValueError(f"{out} mixes final scores at n = {ns}: one folder holds one scale; "
+                         f"{_fix(out)}")  # fmt: skip
     n = int(table["n"].max())
     refs = refs[refs["n"] == n]  # the scale every score is read at
     by_data = {str(d): {r["kind"]: r for r in g.to_dict("records")}
@@ -353,6 +360,18 @@ def plot_strips(name: str, rows: pd.DataFrame, strips: dict, path: Path) -> bool
     return True
 
 
+def animate_strips(name: str, rows: pd.DataFrame, strips: dict, path: Path) -> bool:
+    """`<name>_samples.gif`: the strips' videos moving, a column per variant (same prompts
+    and sampling seed in every column); False when none was sampled."""
+    shown = [(r.variant, strips[f"{name}/{r.variant}"]) for r in rows.itertuples()
+             if f"{name}/{r.variant}" in strips]  # fmt: skip
+    if not shown:
+        return False
+    side_by_side([(v, to_uint8_videos(s["videos"])) for v, s in shown],
+                 list(shown[0][1]["captions"]), path)  # fmt: skip
+    return True
+
+
 def _cell(v) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return ""
@@ -372,7 +391,8 @@ def _section(name: str, about: str, rows: pd.DataFrame, samples: bool) -> list[s
     lines = [f"## `{name}`: {about}", "", table.to_markdown(index=False), "", *why, *skipped, ""]
     lines += [f"![{name}]({name}/{name}.png)", ""]
     if samples:
-        lines += [f"![{name} samples]({name}/{name}_samples.png)", ""]
+        lines += [f"![{name} samples]({name}/{name}_samples.png)", "",
+                  f"![{name} samples, moving]({name}/{name}_samples.gif)", ""]  # fmt: skip
     return lines
 
 
@@ -449,6 +469,8 @@ def draw(files: dict, stage: Path) -> dict:
         samples[name] = bool(len(mine)) and plot_strips(
             name, mine, files["strips"], stage / name / f"{name}_samples.png"
         )
+        if samples[name]:
+            animate_strips(name, mine, files["strips"], stage / name / f"{name}_samples.gif")
         if len(mine):
             plot_ablation(name, entry["about"], mine, files["table"], files["curves"],
                           stage / name / f"{name}.png")  # fmt: skip

@@ -19,7 +19,8 @@ the motion gap, training and sampling GFLOPs, training wall time) and `<name>/cu
 Then, once the variants are trained (`run_all`, or `--finish` alone):
 - `write_registry`: `ablations.json`, the registry as run (each ablation's question, seeds
   and every variant with its config changes, the seeds that ran and its status: `ran`,
-  `skipped` with the reason, or `not run`), so the report is drawn from files alone;
+  `skipped` with the reason, `not run`, or `stale` when its rows were scored with other
+  changes or on another scale's or config's runs), so the report is drawn from files alone;
 - `score_references`: `references.csv`, real vs real, noise vs real and chance at the final
   n, for each data config (a 16-frame variant has its own, and its own evaluator);
 - `measure_speed`: `speed.csv`, each variant's sampling speedup over vanilla sampling (K = 1,
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ablations import ABLATIONS, PAPER, PAPER_SEEDS
 from harness.common.config import Config
-from harness.common.io import write_csv, write_json
+from harness.common.io import write_csv, write_json, write_torch
 from harness.common.lock import owned
 from harness.measure.cost import measure_costs, setup_for
 from harness.metrics import MetricOptions
@@ -58,14 +59,15 @@ from harness.pipeline.provenance import (
     code_revision,
     data_hash,
     digest,
-    training_hash,
 )
 from harness.pipeline.sample import generate
 from harness.studies.ablations import report
+from harness.studies.core.adopt import adopt, check_source
 from harness.studies.core.artifacts import Artifacts
 from harness.studies.core.phases import Phases
 from harness.studies.core.protocol import FINAL_METRICS, MOTION_COLUMNS, QUALITY, SCORE_COLUMNS
 from harness.studies.core.scale import SCALES, Scale
+from harness.studies.core.seeds import seeded_name
 from harness.studies.core.train_and_score import (
     Arm,
     curve_and_final,
@@ -103,8 +105,7 @@ class Variant:
     @property
     def run(self) -> str:
         """The trained run's folder name at this seed (`Arm.with_seed`)."""
-        name = self.split[0].name
-        return name if not self.seed else f"{name}-seed{self.seed}"
+        return seeded_name(self.split[0].name, self.seed)
 
 
 def evaluator_for(scale: Scale, cfg: Config) -> EvaluatorRecipe | None:
@@ -196,41 +197,6 @@ def tables(variants: list[Variant], scored: pd.DataFrame) -> tuple[pd.DataFrame,
     return pd.DataFrame(finals), pd.DataFrame(curves)
 
 
-def _finished_like(folder: Path, arm: Arm) -> bool:
-    """Whether the run `folder` holds everything `arm` would train: its checkpoint at the
-    last step and a snapshot at each of the arm's scored steps."""
-    every = arm.cfg.steps // arm.evals
-    steps = range(every, arm.cfg.steps + 1, every)
-    if not (folder / "checkpoint.pt").is_file() or any(
-        not (folder / "snapshots" / f"step_{k:06d}.pt").is_file() for k in steps
-    ):
-        return False
-    return checkpoint_info(folder / "checkpoint.pt").step == arm.cfg.steps
-
-
-def adopt(arms_: list[Arm], source: Path) -> list[str]:
-    """Copy into place every finished run of `source` (a runs folder, e.g. the paper
-    suite's) that an arm would train and that is not started here: the same training config
-    (`training_hash`, the seed included), trained to the arm's last step with a snapshot at
-    each of its scored steps. Its checkpoint, snapshots, config and log come along (not its
-    scores), so the arm only scores; the scores' identities name those weights. A source
-    folder that is not such a run is passed over. Returns the runs adopted."""
-    wanted = {training_hash(a.cfg): a for a in arms_ if not a.cfg.run_dir.exists()}
-    adopted = []
-    for folder in sorted(p for p in Path(source).iterdir() if (p / "config.json").is_file()):
-        try:
-            saved = json.loads((folder / "config.json").read_text())["config"]
-            arm = wanted.get(training_hash(Config.from_dict(saved)))
-        except (ValueError, KeyError, TypeError):  # not a run of this harness's config
-            continue
-        if arm is None or not _finished_like(folder, arm):
-            continue
-        del wanted[training_hash(arm.cfg)]
-        shutil.copytree(folder, arm.cfg.run_dir, ignore=shutil.ignore_patterns("evals*.csv"))
-        adopted.append(f"{folder} -> {arm.cfg.run_dir}")
-    return adopted
-
-
 def ablate(names: list[str], scale_name: str, out: Path, offset: int = 0,
            workers: int | None = None, reuse: Path | None = None) -> pd.DataFrame:  # fmt: skip
     """Train and score every variant of the ablations `names` at its seeds (`workers`
@@ -239,7 +205,9 @@ def ablate(names: list[str], scale_name: str, out: Path, offset: int = 0,
     final rows of all of them."""
     scale = SCALES[scale_name]
     if scale.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--scale {scale_name} needs a CUDA device; use --scale cpu here")
+        raise ValueError(f"--scale {scale_name} needs a CUDA device; use --scale cpu here")
+    if reuse is not None:
+        check_source(reuse)
     variants, skipped = design(names, scale, out / "runs", offset)
     for what, reason in skipped.items():
         print(f"{what} skipped at scale {scale_name}: {reason}")
@@ -271,9 +239,11 @@ def registry(scale: Scale, runs: Path, finals: pd.DataFrame) -> list[dict]:
     says ran; `changes` include the ablation's `base`."""
     ran: dict[tuple[str, str], dict] = {}
     seeds: dict[tuple[str, str], list[int]] = {}
+    trained: dict[tuple[str, str], set[str]] = {}
     for r in finals.itertuples():
         ran[r.ablation, r.variant] = json.loads(r.changes)
         seeds.setdefault((r.ablation, r.variant), []).append(int(r.seed))
+        trained.setdefault((r.ablation, r.variant), set()).add(str(r.run))
     out = []
     for name, ablation in ABLATIONS.items():
         variants = []
@@ -293,6 +263,11 @@ def registry(scale: Scale, runs: Path, finals: pd.DataFrame) -> list[dict]:
                 elif ran[name, label] != json.loads(json.dumps(changes)):  # registry edited
                     entry |= dict(status="stale", reason=f"scored with other changes "
                                   f"{ran[name, label]}: rerun ablate {name}")  # fmt: skip
+                elif (got := trained[name, label]) != {seeded_name(cfg.name, s)
+                                                       for s in entry["seeds"]}:  # fmt: skip
+                    # another scale or base config: these rows are not this registry's runs
+                    entry |= dict(status="stale", reason=f"scored on runs {sorted(got)}, not "
+                                  f"this scale's {cfg.name}: rerun ablate {name}")  # fmt: skip
             variants.append(entry)
         out.append(dict(name=name, about=ablation.about, seeds=ablation.seeds,
                         variants=variants))  # fmt: skip
@@ -341,12 +316,15 @@ def sample_strips(out: Path, scale: Scale, runs: Path, found: list[dict]) -> Non
     settings."""
     artifacts = Artifacts(out)
     path = out / "strips.pt"
-    strips = torch.load(path, weights_only=False) if path.is_file() else {}
+    try:
+        strips = torch.load(path, weights_only=False) if path.is_file() else {}
+    except (RuntimeError, EOFError, pickle.UnpicklingError):  # cut by a kill: sampled again
+        strips = {}
     for name, entry in tqdm(_ran(found), desc="strips"):
         label = entry["label"]
         train, changes = split_sampling(trial_config(scale, runs, **entry["changes"]))
         first = min(entry["seeds"])
-        run = runs / (train.name if not first else f"{train.name}-seed{first}")
+        run = runs / seeded_name(train.name, first)
         key = digest(dict(weights=checkpoint_info(run / "checkpoint.pt").key, changes=changes,
                           n=STRIP_SAMPLES, code=code_revision()))  # fmt: skip
         strip = f"strips.pt:{name}/{label}"
@@ -355,7 +333,7 @@ def sample_strips(out: Path, scale: Scale, runs: Path, found: list[dict]) -> Non
         gen = generate(run, dict(changes, num_samples=STRIP_SAMPLES, device=scale.device),
                        progress=False)  # fmt: skip
         strips[f"{name}/{label}"] = dict(videos=gen.videos.cpu(), captions=list(gen.captions))
-        torch.save(strips, path)
+        write_torch(path, strips)
         artifacts.record(strip, key)
 
 

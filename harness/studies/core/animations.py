@@ -17,17 +17,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from harness.common.io import write_bytes
+from harness.common.video import rgb_frames
 
 LABEL_W, HEAD_H, PAD = 150, 16, 4
-
-
-def _rgb(video: np.ndarray) -> np.ndarray:
-    """(C, F, H, W) uint8, C = 1 or 3 -> (F, H, W, 3)."""
-    if video.dtype != np.uint8 or video.ndim != 4 or video.shape[0] not in (1, 3):
-        raise ValueError(f"expected a (C, F, H, W) uint8 video with C = 1 or 3, got "
-                         f"{video.dtype} {video.shape}")  # fmt: skip
-    x = np.repeat(video, 3, axis=0) if video.shape[0] == 1 else video
-    return np.transpose(x, (1, 2, 3, 0))
 
 
 def side_by_side(columns: list[tuple[str, np.ndarray]], captions: list[str], path: Path,
@@ -42,21 +34,24 @@ def side_by_side(columns: list[tuple[str, np.ndarray]], captions: list[str], pat
     n = min(rows, len(captions), len(columns[0][1]))
     frames, h, w = columns[0][1].shape[2], columns[0][1].shape[3], columns[0][1].shape[4]
     cell_w, cell_h = w * scale, h * scale
-    width = LABEL_W + len(columns) * (cell_w + PAD)
+    # a column is as wide as its frames or its label, whichever is wider
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    col_w = max(cell_w, *(int(measure.textlength(label)) + 4 for label, _ in columns))
+    width = LABEL_W + len(columns) * (col_w + PAD)
     height = HEAD_H + n * (cell_h + PAD)
-    videos = [[_rgb(v[i]) for i in range(n)] for _, v in columns]
+    videos = [[rgb_frames(v[i]) for i in range(n)] for _, v in columns]
     images = []
     for f in range(frames):
         canvas = Image.new("RGB", (width, height), "white")
         draw = ImageDraw.Draw(canvas)
         for c, (label, _) in enumerate(columns):
-            draw.text((LABEL_W + c * (cell_w + PAD) + 2, 2), label, fill="black")
+            draw.text((LABEL_W + c * (col_w + PAD) + 2, 2), label, fill="black")
         for r in range(n):
             y = HEAD_H + r * (cell_h + PAD)
             draw.text((4, y + cell_h // 2 - 6), captions[r][:24], fill="black")
             for c in range(len(columns)):
                 tile = Image.fromarray(videos[c][r][f]).resize((cell_w, cell_h), Image.NEAREST)
-                canvas.paste(tile, (LABEL_W + c * (cell_w + PAD), y))
+                canvas.paste(tile, (LABEL_W + c * (col_w + PAD), y))
         draw.text((4, 2), f"frame {f}", fill="#666666")
         images.append(canvas.convert("P", palette=Image.ADAPTIVE, colors=64))
     buffer = io.BytesIO()

@@ -3,10 +3,10 @@
 An `Evaluation` is one score to make of a trained run's snapshot: its n, its metrics, the
 sampling changes it is made under (e.g. renoising off) and the columns stored with its row.
 The metric lists below are the studies' choices, made here once:
-- `CURVE_METRICS` / `FINAL_METRICS`: the paper suite's curve points (an unbiased kernel
-  distance at small n) and final points (with the Fréchet distance);
-- `METRICS`: a sweep trial's every snapshot; `ABLATION_METRICS` adds motion, whose stutter
-  and motion gap show stage-boundary artifacts (repeated frames), the renoise question.
+- `CURVE_METRICS` / `FINAL_METRICS`: every study's curve points (an unbiased kernel
+  distance at small n) and final points (with the Fréchet distance); both include motion,
+  whose stutter and motion gap show stage-boundary artifacts (the renoise question);
+- `METRICS`: a light set for a quick trial scored at every snapshot alike (`trial_arm`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 QUALITY = "FVD-md"  # the quality metric of every final score
 METRICS = ["fvd-md", "pa-md", "flicker"]
-ABLATION_METRICS = [*METRICS, "motion"]
 CURVE_METRICS = ["kvd-md", "pa-md", "motion"]
 FINAL_METRICS = ["fvd-md", "kvd-md", "pa-md", "flicker", "motion"]
 MOTION_COLUMNS = ("motion-gap", "motion-gap-lo", "motion-gap-hi", "stutter", "stutter-real")

@@ -3,9 +3,8 @@ gpu) that every study reads (`--scale NAME` everywhere).
 
 A scale fixes the training size (steps per backbone, model size, data and optimiser
 overrides on `baselines/<backbone>-<method>.toml`, device), the evaluator, and where runs
-are scored: `curve` (the paper suite's quality curves: `evals` snapshots of each matched run
-at `n` videos, plus final scores at `final_n`) and `trial` (a sweep trial or an ablation
-variant: every one of its `evals` snapshots scored at `n`).
+are scored: `curve` (every study's quality curves: `evals` snapshots of each run at `n`
+videos) and `final_n` (every study's final scores).
 """
 
 from __future__ import annotations

@@ -42,6 +42,12 @@ POWER = 0.8  # the power an `inconclusive` verdict's smallest detectable effect 
 MIN_SEEDS = 3  # fewer seeds: every quality-based verdict is provisional
 
 
+def seeded_name(name: str, seed: int) -> str:
+    """The run folder of the run `name` trained at seed offset `seed` (itself at 0): the
+    one naming rule of every study's seeded runs."""
+    return f"{name}-seed{seed}" if seed else name
+
+
 @dataclass(frozen=True)
 class SeedEstimate:
     """Per-seed estimates (`seeds`, `values`), their median, and the interval of their

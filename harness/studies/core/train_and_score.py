@@ -46,6 +46,7 @@ from harness.pipeline.tracking import log_scores
 from harness.pipeline.train import main as train_main
 from harness.studies.core.protocol import CURVE_METRICS, FINAL_METRICS, QUALITY, Evaluation
 from harness.studies.core.scale import Points, Scale, scale_config
+from harness.studies.core.seeds import seeded_name
 
 
 def trial_config(scale: Scale, runs: Path, **changes: Any) -> Config:
@@ -119,7 +120,7 @@ class Arm:
         the arm's own offset, if its rows carry one, + `seed`)."""
         if not seed:
             return self
-        cfg = self.cfg.replace(seed=self.cfg.seed + seed, name=f"{self.cfg.name}-seed{seed}")
+        cfg = self.cfg.replace(seed=self.cfg.seed + seed, name=seeded_name(self.cfg.name, seed))
 
         def seeded(evaluations: tuple[Evaluation, ...]) -> tuple[Evaluation, ...]:
             return tuple(

@@ -11,7 +11,9 @@ so that d > 0 is always worse. The gap's standard error:
 - two or more shared seeds: sd(d) / sqrt(S), Student t with S - 1 degrees of freedom
   (`seeds.paired`: the d_s carry every source of noise that moves with the seed); where the
   seeds' gaps agree exactly (shares of n can), the videos' noise instead: both scores'
-  bootstrap widths, averaged over the seeds;
+  bootstrap widths, averaged over the seeds, still read on S - 1 degrees of freedom (on
+  purpose the wider choice: exact agreement of a few seeds can be the discreteness of a
+  share, not certainty);
 - one shared seed: normal, from both scores' bootstrap widths plus twice the paper
   setting's seed variance (its seed-to-seed spread holds video noise too, so this errs wide).
 
@@ -20,10 +22,13 @@ at 90 % each, about 0.1 m of them would be called by chance. So the p-values of 
 metric are Holm-adjusted (step-down: the i-th smallest p is multiplied by m - i + 1, then
 made non-decreasing), and a row is `better` / `worse` when its adjusted p is below
 1 - LEVEL, else `within noise`. The smallest effect a row could have been called at (its
-`mde`) uses the threshold Holm compared it with, (1 - LEVEL) / (m - i + 1), two-sided, at
-POWER: (q(1 - a / 2) + q(POWER)) x se, in the metric's units and as a share of the paper
-setting's mean score. A row whose variant is at noise level is not tested: `within
-noise`, with the reason, and it does not count in m.
+`mde`) is taken at Holm's strictest threshold, a = (1 - LEVEL) / m, two-sided, at POWER:
+(q(1 - a / 2) + q(POWER)) x se, in the metric's units and as a share of the paper
+setting's mean score. That threshold does not depend on where the row's observed p ranks:
+a gap of the mde would be called whatever the other rows show (a row with a real effect
+of that size would rank first, and be compared with a = (1 - LEVEL) / m). A row whose
+variant is at noise level is not tested: `within noise`, with the reason and its mde at
+the unadjusted level, and it does not count in m.
 """
 
 from __future__ import annotations
@@ -43,10 +48,11 @@ RULE = (
     "higher is better); the mean gap's standard error is Student t over the seeds' d (2 or "
     "more seeds) or, at one seed, normal from both bootstrap intervals and twice the paper "
     "setting's seed variance; the two-sided p-values of one metric are Holm-adjusted over "
-    "its rows; `better` / `worse` when the adjusted p < 0.10, else `within noise` with the "
-    "smallest effect the row could have been called at (its Holm threshold, 80 % power), in "
-    "the metric's units and as a share of the paper setting's score; a variant at noise "
-    "level is `within noise` and not tested"
+    f"its rows; `better` / `worse` when the adjusted p < {1 - LEVEL:.2f}, else `within "
+    "noise` with the smallest effect the row could have been called at (Holm's strictest "
+    f"threshold {1 - LEVEL:.2f} / m, two-sided, {POWER:.0%} power), in the metric's units and "
+    "as a share of the paper setting's score; a variant at noise level is `within noise` "
+    "and not tested"
 )
 
 
@@ -149,16 +155,18 @@ class Call:
 
 def decide(metric: str, rows: list[tuple[Gap, str | None]]) -> list[Call]:
     """The verdicts of one metric's rows, each (its Gap, why its variant is at noise level
-    or None). A row at noise level is `within noise` and not tested (its mde is then at the
-    unadjusted level); Holm runs over the tested rows."""
-    tested = [g for g, noise in rows if noise is None]
-    adjusted, levels = holm([g.p for g in tested])
-    found = {id(g): (a, lv) for g, a, lv in zip(tested, adjusted, levels)}
+    or None). Holm runs over the tested rows; each tested row's mde is at Holm's strictest
+    threshold (1 - LEVEL) / m, whatever its rank. A row at noise level is `within noise`
+    and not tested (its mde is then at the unadjusted level)."""
+    tested = [i for i, (_, noise) in enumerate(rows) if noise is None]
+    adjusted, _ = holm([rows[i][0].p for i in tested])
+    found = dict(zip(tested, adjusted))
+    strictest = (1 - LEVEL) / max(len(tested), 1)
     calls = []
-    for g, noise in rows:
-        p_holm, alpha = found.get(id(g), (None, 1 - LEVEL))
+    for i, (g, noise) in enumerate(rows):
+        p_holm = found.get(i)
         lo, hi = g.interval()
-        mde = g.mde(alpha)
+        mde = g.mde(1 - LEVEL if p_holm is None else strictest)
         share = mde / abs(g.paper) if g.paper else None
         called = p_holm is not None and p_holm < 1 - LEVEL
         verdict = ("worse" if g.gap > 0 else "better") if called else "within noise"

@@ -376,45 +376,6 @@ def renoise(backbone: str, on: dict[int, Estimate], off: dict[int, Estimate],
     return _decide("renoise", backbone, est, numbers, shown, est.lo > 0, est.hi < 0)
 
 
-ABLATION_VERDICTS = ("better", "worse", "within noise")
-ABLATION_RULE = (
-    "`better` when the variant's 90 % interval lies wholly on the better side of the paper "
-    "setting's (lower FVD-md or motion gap, higher PA-md-digit) and the gap exceeds the "
-    "seed spread (the `seed` ablation's |paper - seed 1|: training draws, data and sampling "
-    "noise), `worse` when it lies "
-    "wholly on the worse side by more than that spread, else `within noise`; a run at noise "
-    "level is `within noise`"
-)
-
-
 def wilson_interval(share: float, n: int, z: float = Z90) -> tuple[float, float]:
     """The Wilson score interval (90 % by default) of a share measured on n trials."""
     return wilson_low(share, n, z), 1.0 - wilson_low(1.0 - share, n, z)
-
-
-def ablation(
-    metric: str,
-    variant: Estimate,
-    paper: Estimate,
-    seed_spread: float | None,
-    noise: list[str | None],
-    higher_is_better: bool = False,
-) -> tuple[str, str]:
-    """(verdict, why) of a variant against the paper's setting on `metric` (lower is better
-    unless `higher_is_better`), by ABLATION_RULE."""
-    spread = seed_spread or 0.0
-    shown = (f"{metric} {variant.value:.4g} [{variant.lo:.4g}, {variant.hi:.4g}] vs paper "
-             f"{paper.value:.4g} [{paper.lo:.4g}, {paper.hi:.4g}]")  # fmt: skip
-    seeds = f", seed spread {seed_spread:.4g}" if seed_spread is not None else ", no seed spread"
-    found = [r for r in noise if r]
-    if found:
-        return "within noise", f"{shown}: " + "; ".join(found)
-    if higher_is_better:  # compare the negated scores: lower is then better
-        flip = lambda e: Estimate(-e.value, -e.hi, -e.lo)  # noqa: E731
-        variant, paper = flip(variant), flip(paper)
-    side = ("higher", "lower") if higher_is_better else ("lower", "higher")
-    if variant.below(paper, spread):
-        return "better", f"{shown}: {side[0]} beyond both intervals{seeds}"
-    if paper.below(variant, spread):
-        return "worse", f"{shown}: {side[1]} beyond both intervals{seeds}"
-    return "within noise", f"{shown}: the gap is within the intervals{seeds}"

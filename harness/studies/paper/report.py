@@ -44,7 +44,7 @@ from harness.studies.core.inputs import (
 )
 from harness.studies.core.paper_figures import PAPER_FIGURES
 from harness.studies.core.plots import plot_quality, plot_renoise_strip
-from harness.studies.core.seeds import spread
+from harness.studies.core.seeds import seeded_name, spread
 from harness.studies.core.staging import staged
 from harness.studies.core.verdicts import Curve, Estimate
 
@@ -402,8 +402,7 @@ def animate_pairs(finals: pd.DataFrame, samples: dict[str, dict], stage: Path) -
         if not seeds:
             continue
         form = finals[finals.backbone == b].form.iloc[0]
-        names = {v: f"{b}-{form}-{v}" + (f"-seed{seeds[0]}" if seeds[0] else "")
-                 for v in ("vanilla", "tpdiff")}  # fmt: skip
+        names = {v: seeded_name(f"{b}-{form}-{v}", seeds[0]) for v in ("vanilla", "tpdiff")}
         if not all(n in samples for n in names.values()):
             continue
         van, tp = samples[names["vanilla"]], samples[names["tpdiff"]]

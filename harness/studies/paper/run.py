@@ -46,6 +46,7 @@ from harness.studies.core.artifacts import Artifacts
 from harness.studies.core.phases import Phases
 from harness.studies.core.protocol import CURVE_METRICS, FINAL_METRICS, Evaluation
 from harness.studies.core.scale import SCALES, Scale, scale_config
+from harness.studies.core.seeds import seeded_name
 from harness.studies.core.train_and_score import Arm, train_and_score
 from harness.studies.paper import report
 
@@ -69,9 +70,7 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.backbone}-{self.form}-{self.variant}" + (
-            f"-seed{self.seed}" if self.seed else ""
-        )
+        return seeded_name(f"{self.backbone}-{self.form}-{self.variant}", self.seed)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="trials trained side by side in N processes on this machine, one "
                    "thread each (default: the scale's, 2 at cpu; each worker's sampler seed "
                    "is --seed + its index)")  # fmt: skip
+    p.add_argument("--reuse", type=Path, default=None, metavar="RUNS",
+                   help="adopt the finished runs of this runs folder (e.g. results/runs/"
+                   "paper-cpu/runs) that a trial would train with the same config and seed, "
+                   "instead of training them again")  # fmt: skip
     p.add_argument("--heartbeat", type=int, default=60, help="RDB heartbeat, seconds")
     p.add_argument("--report-only", action="store_true", help="redraw outputs, run no trial")
     add_debug_flag(p)
@@ -84,7 +88,7 @@ def _main(args: argparse.Namespace) -> int:
         workers = SCALES[args.scale].workers if args.workers is None else args.workers
         summary = sweep(
             settings, args.trials, out, args.storage, name, args.seed, args.heartbeat,
-            fresh=args.fresh, workers=workers,
+            fresh=args.fresh, workers=workers, reuse=args.reuse,
         )  # fmt: skip
     print((out / "report.md").read_text())
     print(json.dumps(summary["trials"]))

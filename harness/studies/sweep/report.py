@@ -158,7 +158,9 @@ def write_report(study: optuna.Study, out: Path) -> dict:
         "references": study.user_attrs.get("references"),
         "reference": None,
         "reference_seeds": seeds,
-        "front_verdicts": front_verdicts(front, reference, seeds),
+        "front_verdicts": front_verdicts(
+            front, reference, seeds, study.user_attrs.get("references")
+        ),
         "rule": variants.RULE,
         "time": _phases(out),
         "plots": plots,
@@ -223,7 +225,7 @@ def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
             per = ", ".join(f"seed {s}: {v[QUALITY]:.4g}" for s, v in sorted(seeds.items()))
             lines += [f"The equal split at {len(seeds)} training seeds ({per}): its spread is "
                       "the noise floor of the verdicts below.", ""]  # fmt: skip
-        lines += [verdict_note(summary["front_verdicts"]), ""]
+        lines += [verdict_note(summary["front_verdicts"], len(seeds)), ""]
     if summary.get("time"):
         spent_on = ", ".join(f"{k} {v['seconds'] / 60:.1f} min" for k, v in summary["time"].items())
         lines += [f"Wall-clock time (`phases.json`): {spent_on}.", ""]
@@ -231,28 +233,47 @@ def _report_md(summary: dict, frame: pd.DataFrame, plots: list[str]) -> str:
     return "\n".join(lines)
 
 
-def front_verdicts(front: list, reference, seeds: dict) -> list[dict]:
-    """Each front trial against the equal split on FVD-md (`variants`, one seed each: both
-    bootstrap intervals and the equal split's seed spread; Holm over the front): whether
-    it is `better`, `worse` or `within noise`, with the smallest effect it could have
-    seen. Empty without a complete reference trial."""
-    if reference is None:
+def front_verdicts(front: list, reference, seeds: dict, refs: dict | None = None) -> list[dict]:
+    """Each front trial against the equal split on FVD-md, by the ablations' rule
+    (`variants`, one seed each: both bootstrap intervals and the equal split's seed spread;
+    Holm over the front; a trial or reference at noise level by `refs` is not tested):
+    whether it is `better`, `worse` or `within noise`, with the smallest effect it could
+    have seen. Empty without a complete reference trial, and until the equal split has 2 or
+    more seeds (`reference_seeds`): without a seed spread a gap would be read against the
+    videos' noise alone, which is too narrow."""
+    if reference is None or len(seeds) < 2:
         return []
     score = lambda t: (t.values[0], t.user_attrs.get(f"{QUALITY}-lo"),  # noqa: E731
                        t.user_attrs.get(f"{QUALITY}-hi"))  # fmt: skip
     if None in score(reference):
         return []
-    sd = spread([float(v[QUALITY]) for v in seeds.values()]) if len(seeds) > 1 else None
+    sd = spread([float(v[QUALITY]) for v in seeds.values()])
+    # the equal split at every seed: its mean is the base of each mde's share
+    paper = {int(s): (float(v[QUALITY]), v.get(f"{QUALITY}-lo"), v.get(f"{QUALITY}-hi"))
+             for s, v in seeds.items()} | {0: score(reference)}  # fmt: skip
+
+    def at_noise(t) -> str | None:
+        pa = t.user_attrs.get("PA-md-digit")
+        if not refs or pa is None:
+            return None
+        return verdicts.noise_level(t.values[0], refs["noise_FVD-md"], float(pa),
+                                    refs["chance_PA-md-digit"], f"trial {t.number}",
+                                    refs.get("n"))  # fmt: skip
+
     others = [t for t in front if t.number != reference.number and None not in score(t)]
-    gaps = [variants.gap(QUALITY, {0: score(t)}, {0: score(reference)}, sd) for t in others]
-    calls = variants.decide(QUALITY, [(g, None) for g in gaps])
+    gaps = [variants.gap(QUALITY, {0: score(t)}, paper, sd) for t in others]
+    calls = variants.decide(QUALITY, [(g, at_noise(t) or at_noise(reference))
+                                      for t, g in zip(others, gaps)])  # fmt: skip
     return [dict(number=t.number, params=t.params, seed_spread=sd) | c.row()
             for t, c in zip(others, calls)]  # fmt: skip
 
 
-def verdict_note(found: list[dict]) -> str:
+def verdict_note(found: list[dict], seeds: int = 2) -> str:
     """Whether any front trial beats the equal split by more than its smallest detectable
-    effect (`front_verdicts`)."""
+    effect (`front_verdicts`); `seeds`: how many seeds the equal split has so far."""
+    if not found and seeds < 2:
+        return ("The front is not judged yet: the equal split's other seeds are not trained, "
+                "so there is no seed spread to read a gap against.")  # fmt: skip
     if not found:
         return "No front trial to compare with the equal split (or no reference yet)."
     lines = [

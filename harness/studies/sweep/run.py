@@ -7,8 +7,12 @@ An Optuna multi-objective study over the K - 1 jump points of the TPDiff plan (a
 distribution (the default; jump points move it through the stage lengths), or --cost
 infer, the sampling GFLOPs per video (moves only with --search-steps). Each trial builds
 a config and goes through the same training and evaluation as the suites
-(`harness.studies.core.train_and_score`). The paper's equal split is enqueued as the first trial,
-as the reference point.
+(`harness.studies.core.train_and_score`). The paper's equal split is enqueued as the first
+trial, as the reference point; it keeps the default jump points, so it is the same training
+config and run as the paper suite's and the ablations' TPDiff DiT. Once the budget is
+spent it is trained again at the scale's other seeds (`reference_seeds`), the noise floor of
+the front's verdicts. --reuse RUNS adopts finished runs of the same config and seed
+(`harness.studies.core.adopt`) instead of training them.
 
 Pruning. Optuna's `trial.report` is not available in multi-objective studies, so the
 intermediate FVD-md of every scored snapshot is kept in the trial's user attributes
@@ -70,6 +74,7 @@ from harness.metrics import MetricOptions
 from harness.pipeline.build import plan_for
 from harness.pipeline.evaluate import metrics_key, reference_scores
 from harness.pipeline.provenance import code_revision, move_aside, training_hash
+from harness.studies.core.adopt import adopt, check_source
 from harness.studies.core.phases import Phases
 from harness.studies.core.protocol import FINAL_METRICS, QUALITY, SCORE_COLUMNS
 from harness.studies.core.scale import SCALES
@@ -166,8 +171,12 @@ def suggest_config(trial: optuna.Trial, settings: SweepSettings, runs: Path) -> 
             raise InvalidSuggestion(
                 f"stage {i} would span u in [{b:.3f}, {a:.3f}], shorter than min_gap={gap}"
             )
-    cfg = trial_config(scale, runs, **changes, jump_points=tuple(jumps))
     try:
+        default = plan_for(trial_config(scale, runs, **changes)).jump_points
+        # the paper's own points stay the default (no jump_points), so the equal split is
+        # the same training config, and run, as the paper suite's and the ablations' TPDiff
+        points = {} if tuple(jumps) == tuple(default) else dict(jump_points=tuple(jumps))
+        cfg = trial_config(scale, runs, **changes, **points)
         plan_for(cfg)
     except ValueError as err:
         raise InvalidSuggestion(str(err)) from None
@@ -189,8 +198,9 @@ def dominating_trial(
 
 
 class Objective:
-    def __init__(self, settings: SweepSettings, runs: Path, options: MetricOptions):
-        self.settings, self.runs, self.options = settings, runs, options
+    def __init__(self, settings: SweepSettings, runs: Path, options: MetricOptions,
+                 reuse: Path | None = None):  # fmt: skip
+        self.settings, self.runs, self.options, self.reuse = settings, runs, options, reuse
         self.scale = SCALES[settings.scale]
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -231,6 +241,8 @@ class Objective:
         try:
             train, changes = split_sampling(cfg)
             arm = curve_and_final(train, self.scale, {"": changes}, CURVE, curve_changes=changes)
+            for line in adopt([arm], self.reuse) if self.reuse is not None else []:
+                print(f"reused {line}")
             rows = train_and_score([arm], self.options, on_score=on_score)
         except optuna.TrialPruned:
             raise
@@ -324,10 +336,12 @@ def sweep(
     options: MetricOptions | None = None,
     fresh: bool = False,
     workers: int = 1,
+    reuse: Path | None = None,
 ) -> dict:
     """Run (or resume) the study until `trials` trials are spent (`workers` processes side
     by side, one thread each, on the same storage), train the equal split's other seeds
-    (`reference_seeds`), then write the report."""
+    (`reference_seeds`), then write the report. `reuse`: a runs folder whose finished runs
+    of the same training config and seed are adopted instead of trained (`adopt`)."""
     scale = SCALES[settings.scale]
     if scale.device == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--scale {settings.scale} needs a CUDA device; use --scale cpu here")
@@ -336,6 +350,8 @@ def sweep(
     study_name = study_name or settings.study_name
     # bad paths and storages fail here, before any folder is made
     check_output_folder(out, "--out")
+    if reuse is not None:
+        check_source(reuse)
     spec = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     check_storage(spec)
     if fresh:
@@ -355,12 +371,12 @@ def sweep(
         print(f"trials {orphans} lost their worker; marked failed and queued again")
     if "references" not in study.user_attrs:
         study.set_user_attr("references", references(settings, out, options))
-    run = Worker(settings, trials, out, spec, study_name, heartbeat, options)
+    run = Worker(settings, trials, out, spec, study_name, heartbeat, options, reuse)
     timer = Phases(out / "phases.json")
     with timer("trials", workers=workers):
         _spend(run, study, trials, workers, seed)
     with timer("reference seeds", workers=workers):
-        reference_seeds(study, settings, out, options, workers)
+        reference_seeds(study, settings, out, options, workers, reuse)
     return write_report(study, out)
 
 
@@ -396,6 +412,7 @@ class Worker:
     study_name: str
     heartbeat: int
     options: MetricOptions
+    reuse: Path | None = None
 
     def __call__(self, seed: int | None, report: bool, threads: int | None = None) -> None:
         if threads is not None:
@@ -403,7 +420,7 @@ class Worker:
         store = open_storage(self.spec, self.heartbeat)
         job = job_identity(self.settings, self.options)
         study = open_study(self.settings, store, self.study_name, seed, job)
-        objective = Objective(self.settings, self.out / "runs", self.options)
+        objective = Objective(self.settings, self.out / "runs", self.options, self.reuse)
         budget = optuna.study.MaxTrialsCallback(self.trials, states=BUDGET_STATES)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         bar = tqdm(total=self.trials, desc=f"sweep {self.study_name}", unit="trial",
@@ -433,7 +450,8 @@ class Worker:
 
 
 def reference_seeds(study: optuna.Study, settings: SweepSettings, out: Path,
-                    options: MetricOptions, workers: int) -> dict:  # fmt: skip
+                    options: MetricOptions, workers: int,
+                    reuse: Path | None = None) -> dict:  # fmt: skip
     """The equal split (the enqueued reference trial, seed 0) trained and scored again at
     the scale's other seeds (1 .. seeds - 1, `workers` side by side): their spread is the
     noise floor the front's verdicts are read against. Kept in the study's user attribute
@@ -449,6 +467,9 @@ def reference_seeds(study: optuna.Study, settings: SweepSettings, out: Path,
     cfg = Config.from_dict(ref.user_attrs["config"]).replace(out_dir=str(out / "runs"))
     train, changes = split_sampling(cfg)
     arm = curve_and_final(train, scale, {"": changes}, CURVE, curve_changes=changes)
+    seeded = [arm.with_seed(s) for s in range(1, scale.seeds)]
+    for line in adopt(seeded, reuse) if reuse is not None else []:
+        print(f"reused {line}")
     rows = train_and_score([arm], options, seeds=range(1, scale.seeds), workers=workers,
                            progress=True)  # fmt: skip
     for row in rows:
