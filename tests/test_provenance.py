@@ -1,6 +1,9 @@
 """Result identities: what a stored result depends on, and the rules for reusing one."""
 
+import io
+import itertools
 import json
+import re
 import subprocess
 import time
 
@@ -105,6 +108,25 @@ def test_a_row_is_reused_only_under_its_identity_and_stale_rows_are_kept_apart(t
     # the same score appended again (two processes that made it at once) is kept once
     append_result(table, dict(run="a", step=10, **new.columns(), score=2.0), same=("run", "step"))
     assert len(pd.read_csv(table)) == 2
+
+
+def test_an_identity_that_reads_as_a_number_is_still_found(tmp_path):
+    """A hex key such as 8167671843652e31 parses as a float (8.17e43) and a revision such as
+    0123456 as an int: the hash columns are read as text, so the score is reused, not redone
+    and moved aside."""
+    looks_numeric = re.compile(r"[0-9]+(e[0-9]+)?")
+    ident = next(
+        i for i in (_identity(config=f"c{k}", code="0123456") for k in itertools.count())
+        if looks_numeric.fullmatch(i.key)
+    )  # fmt: skip
+    assert pd.read_csv(io.StringIO(f"identity\n{ident.key}\n"))["identity"].dtype != object
+    table = tmp_path / "evals.csv"
+    append_result(table, dict(run="a", step=10, **ident.columns(), score=1.0), same=("run", "step"))
+    append_result(table, dict(run="a", step=10, **ident.columns(), score=1.0), same=("run", "step"))
+    assert stored_row(table, ident)["score"] == 1.0
+    assert stored_row(table, ident)["git"] == "0123456"
+    assert len(pd.read_csv(table, dtype=str)) == 1
+    assert not (tmp_path / "evals-superseded.csv").exists()
 
 
 def test_claim_folder_resumes_the_same_job_and_refuses_another(tmp_path):

@@ -152,11 +152,21 @@ class ResultIdentity:
         }
 
 
+HASH_COLUMNS = ("identity", "config_hash", "checkpoint", "sampling", "metrics_key", "git", "data")
+
+
+def read_results(table: str | Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A result table (CSV) with its hash columns (HASH_COLUMNS, `text_columns`) read as
+    text: pandas would read a hex hash such as 8167671843652e31 as the float 8.17e43, and
+    a revision such as 0123456 as an int, and then no stored row would match its identity."""
+    return pd.read_csv(table, dtype={c: str for c in (*HASH_COLUMNS, *text_columns)})
+
+
 def stored_row(table: Path, identity: ResultIdentity) -> dict | None:
     """The row of `table` (a CSV) with this identity, or None."""
     if not table.is_file():
         return None
-    frame = pd.read_csv(table)
+    frame = read_results(table)
     if "identity" not in frame:
         return None
     hit = frame[frame["identity"] == identity.key]
@@ -178,7 +188,7 @@ def _append(table: Path, row: dict, same: tuple[str, ...]) -> Path:
     new = pd.DataFrame([row])
     if not table.is_file():
         return write_csv(table, new)
-    frame = pd.read_csv(table)
+    frame = read_results(table)
     if _already(frame, row, same):
         return table  # another process made this very score meanwhile: keep one row
     if same and all(c in frame for c in same):
@@ -188,7 +198,7 @@ def _append(table: Path, row: dict, same: tuple[str, ...]) -> Path:
         stale = match & (frame.get("identity", pd.Series("", index=frame.index)) != row["identity"])
         if stale.any():
             old = table.with_name(f"{table.stem}-superseded.csv")
-            kept = pd.read_csv(old) if old.is_file() else frame.iloc[:0]
+            kept = read_results(old) if old.is_file() else frame.iloc[:0]
             write_csv(old, pd.concat([kept, frame[stale]], ignore_index=True))
             print(
                 f"{int(stale.sum())} row(s) of {table} for {dict((c, row[c]) for c in same)} "

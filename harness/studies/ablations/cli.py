@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablations import ABLATIONS
 from harness.common.cli import add_debug_flag, guarded
+from harness.pipeline.provenance import read_results
 from harness.studies.ablations.commands import commands_table
 from harness.studies.ablations.report import SHOWN
 from harness.studies.ablations.run import run_all
@@ -87,7 +88,7 @@ def _main(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     summary = run_all(args.out, names, args.scale, train=not args.finish,
                       offset=args.seed_offset, workers=args.workers, reuse=args.reuse)  # fmt: skip
-    rows = pd.read_csv(args.out / "summary.csv")
+    rows = read_results(args.out / "summary.csv")
     print(rows[[c for c in SHOWN if c in rows]].to_string(index=False))
     print(f"report: {args.out / 'report.md'} ({len(summary['ablations'])} ablations)")
     return 0

@@ -59,6 +59,7 @@ from harness.pipeline.provenance import (
     code_revision,
     data_hash,
     digest,
+    read_results,
 )
 from harness.pipeline.sample import generate
 from harness.studies.ablations import report
@@ -282,7 +283,7 @@ def measure_speed(out: Path, scale: Scale, runs: Path, found: list[dict]) -> pd.
     """speed.csv: a row per variant that ran (renoising does not change the plan's cost; it
     is timed with the exact rule); timing does not depend on the weights or the seed."""
     path = out / "speed.csv"
-    old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["identity"])
+    old = read_results(path) if path.is_file() else pd.DataFrame(columns=["identity"])
     rows, device = [], torch.device(scale.device)
     for name, entry in tqdm(_ran(found), desc="speed"):
         label = entry["label"]
@@ -343,7 +344,7 @@ def write_registry(out: Path, scale_name: str) -> tuple[pd.DataFrame, list[dict]
     paths = [out / name / "table.csv" for name in ABLATIONS if (out / name / "table.csv").is_file()]
     if not paths:
         raise FileNotFoundError(f"no ablation tables under {out}: run an ablation first")
-    finals = pd.concat([pd.read_csv(t, dtype={"data": str}) for t in paths], ignore_index=True)
+    finals = pd.concat([read_results(t) for t in paths], ignore_index=True)
     if "seed" not in finals or finals["seed"].isna().any():
         raise ValueError(f"{out} holds ablation tables without training seeds (made by an older "
                          f"harness): rerun the ablations into another --out")  # fmt: skip

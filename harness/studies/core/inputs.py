@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from harness.common.io import load_torch
+from harness.pipeline.provenance import HASH_COLUMNS
 
 
 def _text(path: Path, fix: str) -> str:
@@ -86,12 +87,14 @@ def read_csv_strict(
     numeric: columns that, where present, hold numbers or nothing;
     flags: columns that, where present, hold True or False in every row;
     key: columns whose values no two rows may share;
-    text_columns: columns read as text (hashes that may look like numbers, e.g. 1234e56789)."""
+    text_columns: columns read as text besides provenance.HASH_COLUMNS (hashes that may
+    look like numbers, e.g. 1234e56789)."""
     path = Path(path)
     text = _text(path, fix)
     _check_fields(path, text, fix)
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in text_columns})
+        text_types = {c: str for c in (*HASH_COLUMNS, *text_columns)}
+        frame = pd.read_csv(io.StringIO(text), dtype=text_types)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path} does not parse as CSV ({err}): {fix}") from None
     missing = [c for c in (*filled, *key) if c not in frame]

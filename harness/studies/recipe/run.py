@@ -30,6 +30,7 @@ from harness.common.config import Config
 from harness.common.io import write_csv, write_text
 from harness.metrics import EvaluatorRecipe, MetricOptions
 from harness.pipeline.evaluate import reference_scores
+from harness.pipeline.provenance import read_results
 from harness.pipeline.sample import main as sample_main
 from harness.studies.core import cpu_recipe
 from harness.studies.core.scale import BASELINES, Points
@@ -67,7 +68,7 @@ def study(out: Path, names: list[str], n: int, evals: int) -> pd.DataFrame:
     """Train and score each candidate of `names`; (re)write recipe.csv, grids and report.md."""
     options = MetricOptions(evaluator=EVALUATOR, device="cpu")
     path = out / "recipe.csv"
-    old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["candidate"])
+    old = read_results(path) if path.is_file() else pd.DataFrame(columns=["candidate"])
     rows = [r for r in old.to_dict("records") if r["candidate"] not in names]
     for name in tqdm(names, desc="recipe candidates"):
         cfg = candidate_config(name, out / "runs", evals)
