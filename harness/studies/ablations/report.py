@@ -295,14 +295,19 @@ def judge(files: dict) -> pd.DataFrame:
 
 def plot_ablation(name: str, about: str, rows: pd.DataFrame, table: pd.DataFrame,
                   curves: pd.DataFrame, path: Path) -> None:  # fmt: skip
-    """KVD-md along training cost (every seed, 90 % bands), final FVD-md of every seed
-    (with its interval) and their mean against sampling cost, and measured speedup beside
-    the FLOP bound."""
+    """KVD-md along training cost (every seed, 90 % bands; a variant that changes sampling
+    only shares the paper setting's snapshot scores and shows its final point), final FVD-md
+    of every seed (with its interval) and their mean against sampling cost, and measured
+    speedup beside the FLOP bound."""
     ran = rows[rows["status"] == "ran"].reset_index(drop=True)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
+    here = curves[curves["ablation"] == name]
+    shared = set(here.loc[here["variant"] == PAPER, "identity"]) if "identity" in here else set()
     for i, r in enumerate(ran.itertuples()):
         colour = "#222222" if r.variant == PAPER else f"C{i}"
-        mine = curves[(curves["ablation"] == name) & (curves["variant"] == r.variant)]
+        mine = here[here["variant"] == r.variant]
+        if r.variant != PAPER:  # a sampling-only variant's snapshots are the paper setting's
+            mine = mine[~mine["identity"].isin(shared)]  # scores: drawn once, as the paper's
         for j, (_, c) in enumerate(mine.groupby("seed")):
             c = c.sort_values("train_flops")
             axes[0].plot(
@@ -325,7 +330,7 @@ def plot_ablation(name: str, about: str, rows: pd.DataFrame, table: pd.DataFrame
                      color=colour, markersize=6)  # fmt: skip
         axes[1].annotate(f"{r.variant} ({len(finals)} seeds)",
                          (float(x.mean()), float(finals[QUALITY].mean())), fontsize=7,
-                         xytext=(4, 4), textcoords="offset points")  # fmt: skip
+                         xytext=(5, -3 + 9 * (i % 3)), textcoords="offset points")  # fmt: skip
     if "target" in ran and ran["target"].notna().any():
         axes[0].axhline(float(ran["target"].dropna().iloc[0]), color="#888888", linestyle=":",
                         linewidth=1, label="target (paper setting)")  # fmt: skip
