@@ -169,9 +169,12 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache, monk
         assert p["FVD-md-lo"] <= p["values"][0] <= p["FVD-md-hi"]
         assert 0 <= p["PA-md-digit"] <= 1
     assert "real vs real" in (tmp_path / "report.md").read_text()
-    for path in best:
-        cfg = Config.from_file(path)
-        assert cfg.method == "tpdiff" and len(cfg.jump_points) == 2
+    params = {t.number: t.params for t in study.trials}
+    for path in best:  # each runs its trial's jump points (the equal split: the default ones)
+        cfg, number = Config.from_file(path), int(path.stem.removeprefix("trial_"))
+        assert cfg.method == "tpdiff"
+        assert plan_for(cfg).to_dict()["jump_points"] == pytest.approx(
+            [params[number]["jump_1"], params[number]["jump_2"]])  # fmt: skip
     # a rerun with the budget already spent runs nothing and changes nothing
     before = len(study.trials)
     sweep.sweep(TINY, 3, tmp_path, storage=f"journal:{tmp_path / 'j.log'}")
