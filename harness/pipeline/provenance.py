@@ -155,11 +155,11 @@ class ResultIdentity:
 HASH_COLUMNS = ("identity", "config_hash", "checkpoint", "sampling", "metrics_key", "git", "data")
 
 
-def read_results(table: str | Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """A result table (CSV) with its hash columns (HASH_COLUMNS, `text_columns`) read as
-    text: pandas would read a hex hash such as 8167671843652e31 as the float 8.17e43, and
-    a revision such as 0123456 as an int, and then no stored row would match its identity."""
-    return pd.read_csv(table, dtype={c: str for c in (*HASH_COLUMNS, *text_columns)})
+def read_results(table: str | Path) -> pd.DataFrame:
+    """A result table (CSV) with its hash columns (HASH_COLUMNS) read as text: pandas would
+    read a hex hash such as 8167671843652e31 as the float 8.17e43, and a revision such as
+    0123456 as an int, and then no stored row would match its identity."""
+    return pd.read_csv(table, dtype={c: str for c in HASH_COLUMNS})
 
 
 def stored_row(table: Path, identity: ResultIdentity) -> dict | None:

@@ -80,8 +80,7 @@ def _tables(out: Path, names: list[str], kind: str, key: tuple[str, ...],
     its own ablation only)."""
     frames = []
     for path in (out / n / f"{kind}.csv" for n in names if (out / n / f"{kind}.csv").is_file()):
-        frame = read_csv_strict(path, _fix(out), filled=filled, numeric=SCORES, key=key,
-                                text_columns=("data",))  # fmt: skip
+        frame = read_csv_strict(path, _fix(out), filled=filled, numeric=SCORES, key=key)
         other = sorted(set(frame["ablation"]) - {path.parent.name})
         if other:
             raise ValueError(f"{path} holds rows of the ablations {other}, not only "
@@ -135,9 +134,13 @@ def load(out: Path) -> dict:
         raise ValueError(f"{out} has final scores without curves.csv rows for {bare}: "
                          f"{_fix(out)}")  # fmt: skip
     path = out / "references.csv"
-    refs = read_csv_strict(path, _fix(out), filled=("kind", "n", "config_hash"),
-                           numeric=SCORES, key=("kind", "n", "config_hash"),
-                           text_columns=("config_hash",))  # fmt: skip
+    refs = read_csv_strict(
+        path,
+        _fix(out),
+        filled=("kind", "n", "config_hash"),
+        numeric=SCORES,
+        key=("kind", "n", "config_hash"),
+    )
     if table["n"].nunique() > 1:
         ns = sorted(int(v) for v in table["n"].unique())
         raise ValueError(f"{out} mixes final scores at n = {ns}: one folder holds one scale; "

@@ -80,21 +80,18 @@ def read_csv_strict(
     numeric: Sequence[str] = (),
     flags: Sequence[str] = (),
     key: Sequence[str] = (),
-    text_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """The CSV at `path`, read as `pd.read_csv` reads it, once it is whole and consistent.
+    """The CSV at `path`, read as `pd.read_csv` reads it (the hash columns of
+    provenance.HASH_COLUMNS as text), once it is whole and consistent.
     filled: columns that must exist with no empty cell (identity columns);
     numeric: columns that, where present, hold numbers or nothing;
     flags: columns that, where present, hold True or False in every row;
-    key: columns whose values no two rows may share;
-    text_columns: columns read as text besides provenance.HASH_COLUMNS (hashes that may
-    look like numbers, e.g. 1234e56789)."""
+    key: columns whose values no two rows may share."""
     path = Path(path)
     text = _text(path, fix)
     _check_fields(path, text, fix)
     try:
-        text_types = {c: str for c in (*HASH_COLUMNS, *text_columns)}
-        frame = pd.read_csv(io.StringIO(text), dtype=text_types)
+        frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in HASH_COLUMNS})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path} does not parse as CSV ({err}): {fix}") from None
     missing = [c for c in (*filled, *key) if c not in frame]
